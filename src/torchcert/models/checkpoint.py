@@ -6,6 +6,7 @@ refused instead of executed. Saving is atomic (temporary file in the same folder
 from __future__ import annotations
 
 import os
+import re
 import pickle
 import tempfile
 from collections import OrderedDict
@@ -17,6 +18,7 @@ from torch import nn
 
 PathLike = Union[str, "os.PathLike[str]"]
 _PREFIX = "module."
+_GLOBAL = re.compile(r"\bglobal\b", re.IGNORECASE)  # torch's wording for a refused pickled class/function
 
 
 class CheckpointError(ValueError):
@@ -58,7 +60,7 @@ def _safe_load(path: Path, map_location: Any) -> Any:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
         text = str(err)
-        if "Unsupported global" in text or "allowed global" in text:
+        if _GLOBAL.search(text):
             raise CheckpointError(
                 f"{path}: refused for safety: the file holds pickled Python objects that are not tensors or "
                 f"plain containers ({_last_line(text)}), and loading them could run arbitrary code. If you "
@@ -74,7 +76,7 @@ def _last_line(text: str) -> str:
     """The most specific line of a long torch error message."""
     lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("Check the documentation")]
     for line in lines:
-        if "Unsupported global" in line or "Unsupported operand" in line:
+        if _GLOBAL.search(line) or "Unsupported operand" in line:
             return line
     return lines[0][:200] if lines else "no details"
 
