@@ -1,0 +1,68 @@
+"""nn.BatchNorm1d / BatchNorm2d as a per-channel affine map ``y = scale * x + shift``.
+
+Eval mode: ``scale = w / sqrt(running_var + eps)``, ``shift = b - running_mean * scale``.
+Train mode: the same with the batch mean and BIASED batch variance captured from the latest forward
+(:func:`torchcert.bounds.capture_bn_stats`), gradients flowing through them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Tuple
+
+import torch
+from torch import Tensor, nn
+
+from ._window import Offset, channel_view, crop
+
+
+@dataclass(frozen=True)
+class ScaleOp:
+    """Per-channel ``scale (C,)`` and ``shift (C,)`` (channel dimension 1 of the input)."""
+
+    scale: Tensor
+    shift: Tensor
+
+
+def statistics(module: nn.modules.batchnorm._BatchNorm, bn_stats: Optional[dict]) -> Tuple[Tensor, Tensor]:
+    """``(mean, var)`` the bounds must use for ``module`` (running or captured batch statistics)."""
+    if not module.training:
+        return module.running_mean, module.running_var
+    if bn_stats is None or module not in bn_stats:
+        raise ValueError(
+            f"{module} is in training mode, so bounds need its batch statistics: run the forward inside "
+            "`with capture_bn_stats(model) as stats:` and pass bn_stats=stats, or call model.eval()")
+    return bn_stats[module]
+
+
+def from_module(module: nn.Module, in_shape: Tuple[int, ...], dtype: torch.dtype,
+                bn_stats: Optional[dict] = None) -> ScaleOp:
+    if module.track_running_stats is False and not module.training:
+        raise ValueError(f"{module} has no running statistics; bound it in training mode with bn_stats")
+    mean, var = statistics(module, bn_stats)
+    ones = torch.ones_like(mean)
+    weight = module.weight if module.affine else ones
+    bias = module.bias if module.affine else torch.zeros_like(mean)
+    scale = weight / torch.sqrt(var + module.eps)
+    return ScaleOp(scale.to(dtype), (bias - mean * scale).to(dtype))
+
+
+def output_shape(op: ScaleOp, in_shape: Tuple[int, ...]) -> Tuple[int, ...]:
+    return in_shape
+
+
+def forward(op: ScaleOp, x: Tensor) -> Tensor:
+    nd = x.dim() - 1
+    return x * channel_view(op.scale, nd) + channel_view(op.shift, nd)
+
+
+def ibp(op: ScaleOp, center: Tensor, radius: Tensor) -> Tuple[Tensor, Tensor]:
+    """``c' = scale c + shift``, ``r' = |scale| r``."""
+    return forward(op, center), radius * channel_view(op.scale.abs(), radius.dim() - 1)
+
+
+def backward(op: ScaleOp, A: Tensor, offset: Offset, in_shape: Tuple[int, ...]) -> Tuple[Tensor, Tensor, Offset]:
+    """``A -> A * scale``; bias ``sum A * shift`` over the feature dimensions."""
+    nd = A.dim() - 2
+    feature_dims = tuple(range(2, A.dim()))
+    bias = (A * channel_view(op.shift, nd)).sum(feature_dims)
+    return A * channel_view(op.scale, nd), bias, offset

@@ -1,0 +1,90 @@
+"""nn.Conv2d (any stride, padding, dilation, groups); also used for average pooling."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ._window import Offset
+
+
+@dataclass(frozen=True)
+class ConvOp:
+    """``weight (Cout, Cin/groups, kh, kw)``, ``bias (Cout,)``; ``ibp_weight`` stacks ``W`` and ``|W|``."""
+
+    weight: Tensor
+    bias: Tensor
+    stride: Tuple[int, int]
+    padding: Tuple[int, int]
+    dilation: Tuple[int, int]
+    groups: int
+    ibp_weight: Tensor
+    ibp_bias: Tensor
+
+
+def make(weight: Tensor, bias: Tensor, stride, padding, dilation, groups: int) -> ConvOp:
+    """Build the op; ``|W|`` is computed here once per bound call."""
+    ibp_weight = torch.cat([weight, weight.abs()], 0)
+    ibp_bias = torch.cat([bias, torch.zeros_like(bias)], 0)
+    pair = torch.nn.modules.utils._pair
+    return ConvOp(weight, bias, pair(stride), pair(padding), pair(dilation), groups, ibp_weight, ibp_bias)
+
+
+def from_module(module: nn.Conv2d, in_shape: Tuple[int, ...], dtype: torch.dtype) -> ConvOp:
+    if len(in_shape) != 3 or module.padding_mode != "zeros" or isinstance(module.padding, str):
+        raise ValueError(f"{module}: needs a (C, H, W) input, zero padding and integer padding; got {in_shape}")
+    bias = module.bias if module.bias is not None else module.weight.new_zeros(module.out_channels)
+    return make(module.weight.to(dtype), bias.to(dtype), module.stride, module.padding,
+                module.dilation, module.groups)
+
+
+def _out_len(n: int, k: int, s: int, p: int, d: int) -> int:
+    return (n + 2 * p - d * (k - 1) - 1) // s + 1
+
+
+def output_shape(op: ConvOp, in_shape: Tuple[int, ...]) -> Tuple[int, ...]:
+    kh, kw = op.weight.shape[-2:]
+    h = _out_len(in_shape[1], kh, op.stride[0], op.padding[0], op.dilation[0])
+    w = _out_len(in_shape[2], kw, op.stride[1], op.padding[1], op.dilation[1])
+    return (op.weight.shape[0], h, w)
+
+
+def forward(op: ConvOp, x: Tensor) -> Tensor:
+    return F.conv2d(x, op.weight, op.bias, op.stride, op.padding, op.dilation, op.groups)
+
+
+def ibp(op: ConvOp, center: Tensor, radius: Tensor) -> Tuple[Tensor, Tensor]:
+    """``c' = W * c + b``, ``r' = |W| * r`` in ONE grouped convolution over ``[c, r]`` channels."""
+    out = F.conv2d(torch.cat([center, radius], 1), op.ibp_weight, op.ibp_bias, op.stride, op.padding,
+                   op.dilation, 2 * op.groups)
+    c_out = op.weight.shape[0]
+    return out[:, :c_out], out[:, c_out:]
+
+
+def _input_range(start: int, length: int, size: int, k: int, s: int, p: int, d: int) -> Tuple[int, int, int]:
+    """Input rows reached by output rows ``[start, start + length)``: (first row, crop start, crop stop)."""
+    first = start * s - p
+    full = (length - 1) * s + d * (k - 1) + 1
+    lo, hi = max(0, -first), min(full, size - first)
+    return first + lo, lo, hi
+
+
+def backward(op: ConvOp, A: Tensor, offset: Offset, in_shape: Tuple[int, ...]) -> Tuple[Tensor, Tensor, Offset]:
+    """``A (S, B, Cout, h, w)`` on an output window -> ``A W`` on the input window it reaches.
+
+    Transposed convolution without padding, then cropped to the input map (rows/cols outside it are
+    the convolution's zero padding and carry no value). Bias term: ``sum_{c,y,x} A[c,y,x] b[c]``.
+    """
+    s, b = A.shape[:2]
+    kh, kw = op.weight.shape[-2:]
+    oy, ox = offset if offset is not None else (0, 0)
+    out = F.conv_transpose2d(A.reshape((s * b,) + A.shape[2:]), op.weight, None, op.stride, 0, 0,
+                             op.groups, op.dilation)
+    y0, ylo, yhi = _input_range(oy, A.shape[-2], in_shape[1], kh, op.stride[0], op.padding[0], op.dilation[0])
+    x0, xlo, xhi = _input_range(ox, A.shape[-1], in_shape[2], kw, op.stride[1], op.padding[1], op.dilation[1])
+    out = out[:, :, ylo:yhi, xlo:xhi]
+    bias = A.sum((-2, -1)) @ op.bias
+    return out.reshape((s, b) + out.shape[1:]), bias, (y0, x0)

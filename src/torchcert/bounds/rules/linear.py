@@ -1,0 +1,48 @@
+"""nn.Linear: ``y = W x + b``."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Tuple
+
+import torch
+from torch import Tensor, nn
+
+from ._window import Offset
+
+
+@dataclass(frozen=True)
+class LinearOp:
+    """``weight (out, in)``, ``bias (out,)``, ``abs_weight = |weight|`` (cached once per call)."""
+
+    weight: Tensor
+    bias: Tensor
+    abs_weight: Tensor
+
+
+def make(weight: Tensor, bias: Tensor) -> LinearOp:
+    return LinearOp(weight, bias, weight.abs())
+
+
+def from_module(module: nn.Linear, in_shape: Tuple[int, ...], dtype: torch.dtype) -> LinearOp:
+    if len(in_shape) != 1:
+        raise ValueError(f"{module} receives features of shape {in_shape}; add a Flatten before it")
+    bias = module.bias if module.bias is not None else module.weight.new_zeros(module.out_features)
+    return make(module.weight.to(dtype), bias.to(dtype))
+
+
+def output_shape(op: LinearOp, in_shape: Tuple[int, ...]) -> Tuple[int, ...]:
+    return (op.weight.shape[0],)
+
+
+def forward(op: LinearOp, x: Tensor) -> Tensor:
+    return torch.nn.functional.linear(x, op.weight, op.bias)
+
+
+def ibp(op: LinearOp, center: Tensor, radius: Tensor) -> Tuple[Tensor, Tensor]:
+    """``c' = W c + b``, ``r' = |W| r``."""
+    return forward(op, center), radius @ op.abs_weight.t()
+
+
+def backward(op: LinearOp, A: Tensor, offset: Offset, in_shape: Tuple[int, ...]) -> Tuple[Tensor, Tensor, Offset]:
+    """``A (S, B, out) -> (A W (S, B, in), A b (S, B))``."""
+    return A @ op.weight, A @ op.bias, None

@@ -1,0 +1,78 @@
+"""ReLU: interval map and the linear relaxation used by back-substitution (the relaxation is data).
+
+For pre-activation bounds ``l <= z <= u`` (``lr = min(l, 0)``, ``ur = max(max(u, 0), lr + 1e-8)``):
+upper line ``relu(z) <= a_u z + b_u`` with ``a_u = ur / (ur - lr)``, ``b_u = -lr a_u`` (the chord; exact
+for stable neurons), lower line ``relu(z) >= a_l z`` with ``a_l = 1 if a_u > 0.5 else 0`` ("adaptive";
+exact for stable neurons). Any ``a_l`` in [0, 1] is a valid lower line for an unstable neuron.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Tuple
+
+import torch
+from torch import Tensor, nn
+
+from ..box import Box
+from ._window import Offset, crop
+
+
+@dataclass(frozen=True)
+class ReluOp:
+    """No parameters."""
+
+
+@dataclass(frozen=True)
+class Relaxation:
+    """Lines per neuron: ``lower_slope`` ``(B, *shape)`` or ``(S, B, *shape)``; upper ``(B, *shape)``."""
+
+    lower_slope: Tensor
+    upper_slope: Tensor
+    upper_intercept: Tensor
+
+
+def from_module(module: nn.Module, in_shape: Tuple[int, ...], dtype: torch.dtype) -> ReluOp:
+    return ReluOp()
+
+
+def output_shape(op: ReluOp, in_shape: Tuple[int, ...]) -> Tuple[int, ...]:
+    return in_shape
+
+
+def forward(op: ReluOp, x: Tensor) -> Tensor:
+    return torch.relu(x)
+
+
+def ibp(op: ReluOp, center: Tensor, radius: Tensor) -> Tuple[Tensor, Tensor]:
+    """``[relu(c - r), relu(c + r)]`` in centre/radius form."""
+    lower, upper = torch.relu(center - radius), torch.relu(center + radius)
+    return (upper + lower) / 2, (upper - lower) / 2
+
+
+def unstable(pre: Box) -> Tensor:
+    """Boolean mask of neurons with ``l < 0 < u``."""
+    return (pre.lower < 0) & (pre.upper > 0)
+
+
+def relaxation(pre: Box, lower_slope: Optional[Tensor] = None) -> Relaxation:
+    """Relaxation for bounds ``pre``; ``lower_slope`` (values in [0, 1]) replaces the adaptive choice
+    for unstable neurons (broadcastable to ``(S, B, *shape)``)."""
+    lr = pre.lower.clamp(max=0)
+    ur = torch.maximum(pre.upper.clamp(min=0), lr + 1e-8)
+    upper_slope = ur / (ur - lr)
+    upper_intercept = -lr * upper_slope
+    adaptive = (upper_slope > 0.5).to(upper_slope.dtype)
+    if lower_slope is not None:
+        adaptive = torch.where(unstable(pre), lower_slope, adaptive)
+    return Relaxation(adaptive, upper_slope, upper_intercept)
+
+
+def backward(relax: Relaxation, A: Tensor, offset: Offset, in_shape: Tuple[int, ...]) -> Tuple[Tensor, Tensor, Offset]:
+    """Lower-bound back-substitution: ``A -> A+ a_l + A- a_u``, bias ``sum A- b_u``."""
+    size = A.shape[2:]
+    lower = crop(relax.lower_slope, offset, size)
+    upper = crop(relax.upper_slope, offset, size)
+    intercept = crop(relax.upper_intercept, offset, size)
+    pos, neg = A.clamp(min=0), A.clamp(max=0)
+    bias = (neg * intercept).sum(tuple(range(2, A.dim())))
+    return pos * lower + neg * upper, bias, offset
