@@ -1,0 +1,1 @@
+"""Training: the explicit loop, schedules, initialisation, regularisers, checkpoints and runs."""
