@@ -100,3 +100,15 @@ def test_kind_of_each_dataset():
     assert AUGMENTATIONS["cifar"] == 2 and AUGMENTATIONS["imagenet"] == 4
     with pytest.raises(ValueError, match="valid kinds"):
         augment(IMG, "mixup")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_matches_cpu_with_a_cpu_generator():
+    from torchcert.data import iterate_batches, load_dataset
+    images = torch.randint(0, 256, (64, 3, 64, 64), dtype=torch.uint8)
+    on_gpu = augment(images.cuda(), "imagenet", torch.Generator().manual_seed(4))
+    assert on_gpu.is_cuda and torch.equal(on_gpu.cpu(), augment(images, "imagenet", torch.Generator().manual_seed(4)))
+    assert augment(images.cuda(), "cifar", torch.Generator("cuda").manual_seed(4)).is_cuda
+    split = load_dataset("digits", "test", device="cuda")
+    x, y = next(iterate_batches(split, 50, True, torch.Generator().manual_seed(0)))
+    assert x.is_cuda and y.is_cuda and x.shape == (50, 1, 8, 8)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import http.client
 import logging
 import os
 import shutil
@@ -118,7 +119,7 @@ def download_file(urls: Sequence[str], dest: Path, checksum: Checksum, timeout: 
             failures.append(f"{url}: {err}")
             _discard(part)
             continue
-        except (URLError, OSError) as err:  # the partial file stays for a later resume
+        except (URLError, OSError, http.client.HTTPException) as err:  # the partial file stays for a resume
             failures.append(f"{url}: {err}")
             continue
         os.replace(part, dest)
