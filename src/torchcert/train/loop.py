@@ -1,0 +1,205 @@
+"""One training step and one evaluation pass, written top to bottom in the original code's order.
+
+Training micro-batch (network in train mode unless stated):
+
+    1. clean forward                      -> natural logits, CE          (BatchNorm: clean batch statistics)
+    2. PGD on the attack box, eval mode   -> x_adv                        (BatchNorm: running statistics)
+    3. adversarial forward                -> adversarial logits, CE       (BatchNorm: adversarial statistics)
+    4. bounds over the box (or SABR's small box) with the BatchNorm statistics of the latest forward (3, or 1
+       without attack), gradients flowing through them  -> margin lower bounds, IBP loss
+    5. loss = [Shi regulariser] + [L1] + method loss (natural CE while ε is 0)
+
+then backward (divided by the accumulation count), gradient-norm clipping and one optimiser step.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from torchcert.attacks import eval_mode, per_example_ce, pgd
+from torchcert.bounds import Box, capture_bn_stats, ibp, ibp_with_relu_inputs, input_box, margin_matrix
+from torchcert.losses import LossTerms, TrainingLoss, ibp_loss, l1_penalty, margins, sabr_box
+from torchcert.train.regularisers import reg_intensity, shi_regulariser
+
+NATURAL_EPS = 1e-50  # below this training ε a batch is trained naturally (the original's rule)
+
+
+@dataclass(frozen=True)
+class StepSettings:
+    """Everything a step needs besides the batch; built once from the config (see ``run.py``)."""
+
+    loss: TrainingLoss
+    coeff: float
+    l1_coeff: float
+    bounding: str
+    num_class: int
+    std: Tensor
+    data_min: Tensor
+    data_max: Tensor
+    attack_steps: int
+    attack_step_size: Optional[float]
+    reg_weight: float = 0.0
+    reg_tol: float = 0.5
+    reg_objectives: Tuple[str, ...] = ("relu", "tightness")
+    reg_min_eps: float = 1e-6
+    reg_decay: bool = True
+    grad_acc_steps: int = 1
+    grad_clip: float = 10.0
+
+
+@dataclass(frozen=True)
+class BatchEps:
+    """ε of one batch: ``eps`` of the bound box and ``attack_eps`` of the attack box (pixel units),
+    ``scheduled`` (the ramp value, before train_mul) and ``max_eps`` for the regulariser, ``reg`` (on/off)."""
+
+    eps: float
+    attack_eps: float
+    scheduled: float
+    max_eps: float
+    reg: bool = False
+
+    @property
+    def robust(self) -> bool:
+        return self.eps >= NATURAL_EPS
+
+
+class Meter:
+    """Batch-size weighted running means of detached scalars (synchronises only when read)."""
+
+    def __init__(self) -> None:
+        self.sums: Dict[str, Tensor] = {}
+        self.counts: Dict[str, int] = {}
+
+    def update(self, name: str, value: Tensor | float, n: int) -> None:
+        value = value.detach().float() if isinstance(value, Tensor) else torch.tensor(float(value))
+        self.sums[name] = self.sums.get(name, 0.0) + value * n
+        self.counts[name] = self.counts.get(name, 0) + n
+
+    def mean(self, name: str) -> float:
+        return float(self.sums[name] / self.counts[name]) if name in self.counts else float("nan")
+
+    def means(self) -> Dict[str, float]:
+        return {name: self.mean(name) for name in self.sums}
+
+
+def _box(x: Tensor, eps: float, s: StepSettings) -> Box:
+    return input_box(x, eps, None, s.std, s.data_min, s.data_max)
+
+
+def _eps_with_floor(eps: float, b: BatchEps, s: StepSettings) -> float:
+    """The original's ``eps_handling``: a natural batch with the regulariser on uses at least ``min_eps_reg``."""
+    return eps if (b.robust or not b.reg) else max(eps, s.reg_min_eps)
+
+
+def _bounds(model: nn.Module, box: Box, C: Tensor, bn_stats: Optional[dict], s: StepSettings,
+            with_relu_inputs: bool) -> Tuple[Tensor, Optional[List[Box]]]:
+    """Margin lower bounds (B, K-1) by IBP or CROWN-IBP, and the ReLU input boxes when asked."""
+    relu_inputs = None
+    if with_relu_inputs:
+        out, relu_inputs = ibp_with_relu_inputs(model, box, C, bn_stats=bn_stats)
+    if s.bounding == "crown-ibp":
+        from torchcert.bounds import crown
+        return crown(model, box, C, intermediate="ibp").lower, relu_inputs
+    if not with_relu_inputs:
+        out = ibp(model, box, C, bn_stats=bn_stats)
+    return out.lower, relu_inputs
+
+
+def _attack(model: nn.Module, box: Box, labels: Tensor, steps: int, step_size: float,
+            generator: Optional[torch.Generator]) -> Tensor:
+    """PGD with the network in eval mode (BatchNorm running statistics), no parameter gradients."""
+    with eval_mode(model), torch.no_grad():
+        return pgd(model, box.lower, box.upper, per_example_ce(labels), steps, step_size, generator)
+
+
+def micro_step(model: nn.Module, x: Tensor, labels: Tensor, b: BatchEps, s: StepSettings, meter: Meter,
+               generator: Optional[torch.Generator] = None) -> Tensor:
+    """Forward part of a training step on one micro-batch (model in train mode); returns the loss."""
+    n = x.shape[0]
+    with capture_bn_stats(model) as bn_stats:
+        logits = model(x)
+    nat_loss = F.cross_entropy(logits, labels)
+    adv_logits, x_adv, attack_box = logits, None, None
+    if s.attack_steps > 0:
+        attack_box = _box(x, _eps_with_floor(b.attack_eps, b, s), s)
+        x_adv = _attack(model, attack_box, labels, s.attack_steps, s.attack_step_size, generator)
+        with capture_bn_stats(model) as bn_stats:
+            adv_logits = model(x_adv)
+    adv_loss = F.cross_entropy(adv_logits, labels)
+    _log_outputs(meter, n, labels, nat_loss, logits, adv_loss, adv_logits)
+
+    loss = torch.zeros((), device=x.device)
+    C = margin_matrix(labels, s.num_class).to(x.dtype)
+    if b.robust or b.reg:
+        box = _box(x, _eps_with_floor(b.eps, b, s), s)
+        if s.loss.small_box:
+            radius = _eps_with_floor(b.attack_eps * s.coeff, b, s) / s.std.view(1, -1, 1, 1)
+            box = sabr_box(x_adv, attack_box, radius, s.data_min, s.data_max)
+        lb, relu_inputs = _bounds(model, box, C, bn_stats, s, with_relu_inputs=b.reg)
+        robust_loss = ibp_loss(lb)
+        _log_bounds(meter, n, lb, robust_loss)
+        if b.reg and (s.reg_weight > 0 or s.loss.name == "ibp"):
+            intensity = reg_intensity(b.scheduled, b.max_eps, s.reg_weight, s.reg_decay)
+            loss = loss + shi_regulariser(box, relu_inputs, s.reg_tol, s.reg_objectives, intensity)
+    if s.loss.name != "ibp":  # the original adds no L1 term to plain IBP training
+        loss = loss + s.l1_coeff * l1_penalty(model)
+    if b.robust:
+        terms = LossTerms(lb, margins(C, adv_logits), robust_loss, adv_loss)
+        loss = loss + s.loss.combine(terms, s.coeff)
+    else:
+        loss = loss + nat_loss
+    meter.update("loss", loss, n)
+    return loss
+
+
+def _log_outputs(meter: Meter, n: int, labels: Tensor, nat_loss: Tensor, logits: Tensor, adv_loss: Tensor,
+                 adv_logits: Tensor) -> None:
+    meter.update("nat_loss", nat_loss, n)
+    meter.update("nat_acc", (logits.argmax(1) == labels).float().mean(), n)
+    meter.update("adv_loss", adv_loss, n)
+    meter.update("adv_acc", (adv_logits.argmax(1) == labels).float().mean(), n)
+
+
+def _log_bounds(meter: Meter, n: int, lb: Tensor, robust_loss: Tensor) -> None:
+    verified = (lb >= 0).all(dim=1).float().mean()
+    meter.update("ver_loss", robust_loss, n)
+    meter.update("ver_acc", torch.where(torch.isnan(robust_loss), torch.zeros_like(verified), verified), n)
+
+
+def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: Tensor, labels: Tensor, b: BatchEps,
+               s: StepSettings, meter: Meter, generator: Optional[torch.Generator] = None) -> None:
+    """One optimiser step on a batch, split into ``grad_acc_steps`` micro-batches; metrics go to ``meter``."""
+    for x_part, y_part in zip(x.tensor_split(s.grad_acc_steps), labels.tensor_split(s.grad_acc_steps)):
+        loss = micro_step(model, x_part, y_part, b, s, meter, generator)
+        (loss / s.grad_acc_steps).backward()
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=s.grad_clip)
+    meter.update("grad_norm", grad_norm, 1)
+    optimizer.step()
+    optimizer.zero_grad()
+
+
+@torch.no_grad()
+def eval_step(model: nn.Module, x: Tensor, labels: Tensor, eps: float, s: StepSettings, meter: Meter,
+              attack_steps: int, attack_step_size: Optional[float],
+              generator: Optional[torch.Generator] = None) -> None:
+    """Evaluation on a batch at ``eps`` (model in eval mode): natural, PGD and IBP-verified accuracy and loss."""
+    logits = model(x)
+    box = _box(x, eps, s)
+    adv_logits = logits
+    if attack_steps > 0:
+        adv_logits = model(_attack(model, box, labels, attack_steps, attack_step_size, generator))
+    n = x.shape[0]
+    _log_outputs(meter, n, labels, F.cross_entropy(logits, labels), logits,
+                 F.cross_entropy(adv_logits, labels), adv_logits)
+    lb = ibp(model, box, margin_matrix(labels, s.num_class).to(x.dtype)).lower
+    _log_bounds(meter, n, lb, ibp_loss(lb))
+
+
+def summarise(meter: Meter, keys: Sequence[str] = ("nat_acc", "adv_acc", "ver_acc", "nat_loss", "adv_loss",
+                                                   "ver_loss", "loss", "grad_norm")) -> Dict[str, float]:
+    """Means of the standard metrics present in ``meter``."""
+    return {k: meter.mean(k) for k in keys if k in meter.counts}
