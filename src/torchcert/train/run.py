@@ -1,0 +1,273 @@
+"""A training run: data on the device, the epoch loop, evaluation, metrics, checkpoints and resumption.
+
+Run folder: ``config.yaml`` (the resolved config), ``metrics.jsonl`` (one line per epoch: train and, at test
+epochs, test metrics, ε, lr, time), ``ckpt_last.pt`` (after every epoch, atomic) and ``summary.json`` (test
+split at the end: ``nat_acc``, ``pgd_acc``, ``ibp_verified_acc``, ``wall_seconds``, ...).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, Iterator, Optional, Tuple, Union
+
+import torch
+from torch import nn
+
+from torchcert.config import config_to_dict, dump_config
+from torchcert.data import (Split, augment, augmentation_for, data_range, dataset_info, iterate_batches, load_dataset,
+                            normalize, train_valid_split)
+from torchcert.losses import get_loss
+from torchcert.models import build_model
+from torchcert.train.checkpoint import CHECKPOINT_NAME, load_training_state, save_training_state
+from torchcert.train.config import TrainConfig
+from torchcert.train.init import initialise
+from torchcert.train.loop import BatchEps, Meter, StepSettings, eval_step, summarise, train_step
+from torchcert.train.schedules import is_reg_epoch, multistep_lr, smoothed_eps
+
+log = logging.getLogger(__name__)
+PathLike = Union[str, "os.PathLike[str]"]
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """Outcome of :func:`train`: the run folder, the final checkpoint, the summary and the trained model."""
+
+    out_dir: Path
+    checkpoint: Path
+    summary: Dict[str, Any]
+    model: nn.Module
+
+
+def resolve_device(name: Optional[str]) -> torch.device:
+    """``auto`` (or None) -> cuda if available else cpu; ValueError when cuda is asked for but absent."""
+    if name in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name not in ("cpu", "cuda"):
+        raise ValueError(f"unknown device {name!r}; valid: auto, cpu, cuda")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' was asked for but no CUDA device is available; use --device cpu")
+    return torch.device(name)
+
+
+def load_splits(cfg: TrainConfig, data_dir: Optional[PathLike], device: torch.device) -> Tuple[Split, Split]:
+    """Training and test splits on ``device`` (test = held-out training part when ``valid_share`` is set)."""
+    name = cfg.data.dataset
+    train_split = load_dataset(name, "train", data_dir, device=device)
+    if cfg.data.valid_share is not None:
+        train_split, test_split = train_valid_split(train_split, cfg.data.valid_share)
+    else:
+        test_split = load_dataset(name, "test", data_dir, device=device)
+    if cfg.data.train_limit is not None:
+        train_split = train_split.subset(slice(0, cfg.data.train_limit))
+    if cfg.data.test_limit is not None:
+        test_split = test_split.subset(slice(0, cfg.data.test_limit))
+    return train_split, test_split
+
+
+def build_model_for(cfg: TrainConfig, device: torch.device) -> nn.Module:
+    """The configured network on ``device``, initialised as configured (global RNG, seeded by the caller)."""
+    info = dataset_info(cfg.data.dataset)
+    model = build_model(cfg.model.name, info.in_ch, info.in_dim, info.num_class, **cfg.model.options)
+    initialise(model, cfg.model.init)
+    return model.to(device)
+
+
+def build_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+    """Adam or SGD (with momentum) with the configured learning rate and weight decay."""
+    o = cfg.optim
+    if o.name == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
+    return torch.optim.Adam(model.parameters(), lr=o.lr, weight_decay=o.weight_decay)
+
+
+def build_step_settings(cfg: TrainConfig, device: torch.device) -> StepSettings:
+    """The per-step constants: loss, coefficients, data range and normalisation, attack and regulariser."""
+    info = dataset_info(cfg.data.dataset)
+    data_min, data_max = data_range(info, device)
+    r = cfg.regulariser
+    return StepSettings(
+        loss=get_loss(cfg.method.loss), coeff=cfg.method.coeff, l1_coeff=cfg.method.l1_coeff,
+        bounding=cfg.method.bounding, num_class=info.num_class,
+        std=torch.tensor(info.std, device=device), data_min=data_min, data_max=data_max,
+        attack_steps=cfg.attack.train_steps, attack_step_size=cfg.attack.train_step_size,
+        reg_weight=r.weight, reg_tol=r.tol, reg_objectives=tuple(r.objectives), reg_min_eps=r.min_eps,
+        reg_decay=r.decay, grad_acc_steps=cfg.optim.grad_acc_steps, grad_clip=cfg.optim.grad_clip)
+
+
+def batch_eps(cfg: TrainConfig, step: int, epoch: int, epoch_length: int) -> BatchEps:
+    """ε of training batch ``step`` (0-based, global) in ``epoch``: ramp × train_mul, attack factor, clipping."""
+    e = cfg.eps
+    scheduled = smoothed_eps(step, e.value, epoch_length, e.start, e.length, e.mid, e.beta)
+    eps = scheduled * e.train_mul
+    attack_eps = eps * cfg.attack.eps_factor
+    clip = (lambda v: e.value) if e.fixed else (lambda v: max(v, e.min_eps))
+    return BatchEps(clip(eps), clip(attack_eps), scheduled, e.value, reg=is_reg_epoch(epoch, cfg.reg_epochs))
+
+
+def train_batches(cfg: TrainConfig, split: Split, generator: torch.Generator) -> Iterator[Tuple[torch.Tensor, torch.Tensor]]:
+    """Shuffled, augmented (on the device) and normalised training batches; randomness from ``generator``."""
+    kind = augmentation_for(cfg.data.dataset) if cfg.data.augment else "none"
+    for images, labels in iterate_batches(split, cfg.data.batch_size, shuffle=True, generator=generator):
+        yield normalize(augment(images, kind, generator), split.info), labels
+
+
+def evaluate(cfg: TrainConfig, model: nn.Module, split: Split, settings: StepSettings,
+             device: torch.device, progress: bool = False) -> Dict[str, float]:
+    """Natural, PGD and IBP-verified accuracy/loss on ``split`` at the target ε (eval mode, seeded attack)."""
+    from tqdm import tqdm
+
+    model.eval()
+    meter, generator = Meter(), torch.Generator(device).manual_seed(cfg.run.seed)
+    batches = iterate_batches(split, cfg.test_batch_size)
+    total = math.ceil(len(split) / cfg.test_batch_size)
+    for images, labels in tqdm(batches, total=total, desc="[test]", disable=not progress, leave=False):
+        eval_step(model, normalize(images, split.info), labels, cfg.eps.value, settings, meter,
+                  cfg.attack.test_steps, cfg.attack.test_step_size, generator)
+    model.train()
+    return summarise(meter)
+
+
+def train_epoch(cfg: TrainConfig, model: nn.Module, optimizer: torch.optim.Optimizer, split: Split,
+                settings: StepSettings, epoch: int, step: int, generators: Dict[str, torch.Generator]
+                ) -> Tuple[Dict[str, float], int, float]:
+    """One pass over the training split; returns (metrics, global step after it, ε of the last batch)."""
+    from tqdm import tqdm
+
+    model.train()
+    meter, eps = Meter(), 0.0
+    epoch_length = math.ceil(len(split) / cfg.data.batch_size)
+    bar = tqdm(train_batches(cfg, split, generators["data"]), total=epoch_length, desc=f"[train] epoch {epoch}",
+               disable=not cfg.run.progress, dynamic_ncols=True)
+    for i, (x, labels) in enumerate(bar):
+        b = batch_eps(cfg, step, epoch, epoch_length)
+        train_step(model, optimizer, x, labels, b, settings, meter, generators["attack"])
+        step, eps = step + 1, b.eps
+        if cfg.run.progress and (i % 10 == 0 or i == epoch_length - 1):
+            bar.set_postfix({k: f"{v:.3f}" for k, v in summarise(meter).items() if k != "grad_norm"} | {"eps": f"{eps:.4f}"})
+    return summarise(meter), step, eps
+
+
+def train(config: TrainConfig, out_dir: PathLike, data_dir: Optional[PathLike] = None,
+          device: Optional[str] = None, resume: bool = False) -> RunResult:
+    """Train as ``config`` says, writing the run folder ``out_dir``; ``resume`` continues from its checkpoint."""
+    config.validate()
+    cfg, out = config, Path(out_dir)
+    dev = resolve_device(device or cfg.run.device)
+    start_epoch, step, wall = _prepare_run_dir(cfg, out, resume)
+    _set_tf32(cfg.run.tf32)
+    torch.manual_seed(cfg.run.seed)
+    train_split, test_split = load_splits(cfg, data_dir, dev)
+    model = build_model_for(cfg, dev)
+    optimizer = build_optimizer(cfg, model)
+    generators = {"data": torch.Generator().manual_seed(cfg.run.seed),
+                  "attack": torch.Generator(dev).manual_seed(cfg.run.seed + 1)}
+    if start_epoch > 0:
+        state = load_training_state(out / CHECKPOINT_NAME, model, optimizer, generators, dev)
+        start_epoch, step, wall = state["epoch"], state["step"], float(state.get("wall_seconds", 0.0))
+        _truncate_metrics(out / "metrics.jsonl", start_epoch)
+        log.info("resuming %s after epoch %d (step %d)", out, start_epoch, step)
+    settings = build_step_settings(cfg, dev)
+    writer = _tensorboard(out) if cfg.run.tensorboard else None
+    test_metrics: Dict[str, float] = {}
+    for epoch in range(start_epoch + 1, cfg.run.epochs + 1):
+        started = time.perf_counter()
+        lr = multistep_lr(cfg.optim.lr, epoch, cfg.optim.lr_milestones, cfg.optim.lr_decay_factor)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        train_metrics, step, eps = train_epoch(cfg, model, optimizer, train_split, settings, epoch, step, generators)
+        record = {"epoch": epoch, "step": step, "eps": eps, "lr": lr, "train": train_metrics}
+        if epoch % cfg.run.test_interval == 0 or epoch == cfg.run.epochs:
+            test_metrics = evaluate(cfg, model, test_split, settings, dev, cfg.run.progress)
+            record["test"] = test_metrics
+        wall += time.perf_counter() - started
+        record["time"] = wall
+        save_training_state(out / CHECKPOINT_NAME, model, optimizer, epoch, step, generators, wall,
+                            config_to_dict(cfg))
+        _append_jsonl(out / "metrics.jsonl", record)
+        _log_epoch(record, writer)
+    if not test_metrics:  # resumed a finished run: evaluate the final weights
+        test_metrics = evaluate(cfg, model, test_split, settings, dev)
+    summary = _write_summary(cfg, out, test_metrics, wall, len(test_split), dev)
+    return RunResult(out, out / CHECKPOINT_NAME, summary, model)
+
+
+def _prepare_run_dir(cfg: TrainConfig, out: Path, resume: bool) -> Tuple[int, int, float]:
+    """Create ``out`` and write config.yaml; returns 1 as start epoch when a checkpoint is to be resumed."""
+    out.mkdir(parents=True, exist_ok=True)
+    checkpoint, config_file = out / CHECKPOINT_NAME, out / "config.yaml"
+    text = dump_config(cfg)
+    if checkpoint.exists() and not resume:
+        raise ValueError(f"{out} already holds a run ({CHECKPOINT_NAME}); pass --resume to continue it "
+                         "or choose another --out folder")
+    if resume and checkpoint.exists():
+        if config_file.exists() and config_file.read_text() != text:
+            raise ValueError(f"{config_file} differs from the config given: resume with the same preset and "
+                             "overrides (see that file), or start a new run in another folder")
+        return 1, 0, 0.0
+    _atomic_write(config_file, text)
+    return 0, 0, 0.0
+
+
+def _set_tf32(enabled: bool) -> None:
+    torch.backends.cuda.matmul.allow_tf32 = enabled
+    torch.backends.cudnn.allow_tf32 = enabled
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _append_jsonl(path: Path, record: Dict[str, Any]) -> None:
+    with path.open("a") as handle:
+        handle.write(json.dumps(record) + "\n")
+
+
+def _truncate_metrics(path: Path, last_epoch: int) -> None:
+    """Keep the metric lines of epochs up to ``last_epoch`` (a killed run may have written more)."""
+    if not path.exists():
+        return
+    lines = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln)["epoch"] <= last_epoch]
+    _atomic_write(path, "".join(ln + "\n" for ln in lines))
+
+
+def _log_epoch(record: Dict[str, Any], writer: Any) -> None:
+    test = record.get("test", {})
+    log.info("epoch %d eps %.5f lr %.2e train %s test %s", record["epoch"], record["eps"], record["lr"],
+             {k: round(v, 4) for k, v in record["train"].items()}, {k: round(v, 4) for k, v in test.items()})
+    if writer is not None:
+        for split in ("train", "test"):
+            for key, value in record.get(split, {}).items():
+                writer.add_scalar(f"{split}/{key}", value, record["epoch"])
+        writer.add_scalar("eps", record["eps"], record["epoch"])
+        writer.add_scalar("lr", record["lr"], record["epoch"])
+        writer.flush()
+
+
+def _tensorboard(out: Path) -> Any:
+    """A TensorBoard writer in ``out/tensorboard`` if tensorboard is installed, else None (with a warning)."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        log.warning("run.tensorboard is on but tensorboard is not installed (pip install tensorboard); skipping")
+        return None
+    return SummaryWriter(str(out / "tensorboard"))
+
+
+def _write_summary(cfg: TrainConfig, out: Path, test: Dict[str, float], wall: float, n_test: int,
+                   device: torch.device) -> Dict[str, Any]:
+    summary = {
+        "nat_acc": test.get("nat_acc"), "pgd_acc": test.get("adv_acc"), "ibp_verified_acc": test.get("ver_acc"),
+        "nat_loss": test.get("nat_loss"), "pgd_loss": test.get("adv_loss"), "ibp_loss": test.get("ver_loss"),
+        "eps": cfg.eps.value, "test_samples": n_test, "epochs": cfg.run.epochs, "method": cfg.method.loss,
+        "model": cfg.model.name, "dataset": cfg.data.dataset, "device": str(device), "wall_seconds": wall,
+        "checkpoint": CHECKPOINT_NAME,
+    }
+    _atomic_write(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+    return summary
