@@ -1,0 +1,194 @@
+"""Complete verification of ``min_j (C f(x))_j > 0`` over an input box by branch and bound on ReLU phases.
+
+Root: CROWN pre-activation bounds (kept fixed, tightened only by the splits, as in the original OVAL configs
+with ``fixed_ib``), α-CROWN on the output. Loop: take the domains with the lowest bound, split one unstable ReLU
+in each (:mod:`.branching`), bound all children in one batch with α/β-CROWN (:mod:`.domain_bounds`), drop the
+children whose bound is positive, and try the minimisers of their linear bounds as counterexamples. A domain
+whose root-unstable ReLUs are all split is affine on its region and is solved exactly by LP (:mod:`.lp`), so
+the search ends with an exact answer on any ReLU network given enough time.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Optional
+
+import torch
+from torch import nn
+
+from torchcert import bounds
+from torchcert.bounds import Box
+
+from .attack import margin_pgd, min_margins, random_points
+from .branching import choose_neurons
+from .domain_bounds import OptimSettings, bound_minimisers, initial_alphas, optimise_domains
+from .domains import DomainQueue, NeuronIndex, split_relu_bounds
+from .lp import float64_copy, solve_leaf
+
+STATUSES = ("verified", "falsified", "timeout", "unknown")
+
+
+@dataclass(frozen=True)
+class BabSettings:
+    """Knobs of the search. ``batch_size``: domains split per iteration (each gives two children)."""
+
+    timeout: float = 60.0
+    batch_size: int = 32
+    dive: int = 4
+    root_iterations: int = 40
+    optim: OptimSettings = field(default_factory=OptimSettings)
+    candidates: int = 3
+    attacks: bool = True
+    attack_restarts: int = 32
+    attack_steps: int = 20
+    max_domains: int = 100_000
+    exact_leaves: bool = True
+    lp_tolerance: float = 1e-9
+
+
+@dataclass
+class BabResult:
+    """Outcome: ``status`` in verified / falsified / timeout / unknown (search ended on an undecidable
+    numerically borderline leaf, or ``max_domains`` reached). ``lower_bound`` is a valid lower bound of the
+    minimum margin over the box; ``upper_bound`` the smallest margin seen at a concrete point; a falsified
+    result carries ``counterexample`` (1, *in) whose plain forward pass has a margin <= 0."""
+
+    status: str
+    lower_bound: float
+    upper_bound: float
+    counterexample: Optional[torch.Tensor]
+    domains: int
+    seconds: float
+
+
+class _Search:
+    """State of one branch-and-bound run (kept out of module globals)."""
+
+    def __init__(self, model: nn.Module, box: Box, C: torch.Tensor, settings: BabSettings,
+                 generator: Optional[torch.Generator]) -> None:
+        self.model, self.box, self.C, self.settings, self.generator = model, box, C, settings, generator
+        self.start = time.perf_counter()
+        self.domains = 0
+        self.closed_min = float("inf")  # min bound over the leaves proved positive / solved exactly
+        self.undecided = 0
+        self.best_margin, self.best_point = float("inf"), None
+        self.model64: Optional[nn.Module] = None
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.start
+
+    def offer(self, points: torch.Tensor) -> bool:
+        """Record the best concrete margin among ``points`` (N, *in); True when one is a counterexample."""
+        if points.numel() == 0:
+            return False
+        points = torch.max(torch.min(points.to(self.box.lower.dtype), self.box.upper), self.box.lower)
+        margins = min_margins(self.model, points, self.C)
+        i = int(margins.argmin())
+        if float(margins[i]) < self.best_margin:
+            self.best_margin, self.best_point = float(margins[i]), points[i:i + 1].detach().clone()
+        return self.best_margin <= 0
+
+    def attack(self, starts: torch.Tensor) -> bool:
+        s = self.settings
+        points, _ = margin_pgd(self.model, starts, self.box.lower, self.box.upper, self.C, s.attack_steps)
+        return self.offer(points)
+
+    def result(self, status: str, open_min: float) -> BabResult:
+        lower = min(self.closed_min, open_min)
+        cex = self.best_point if status == "falsified" else None
+        return BabResult(status, lower, self.best_margin, cex, self.domains, self.elapsed())
+
+
+def branch_and_bound(model: nn.Module, box: Box, C: torch.Tensor, settings: BabSettings = BabSettings(),
+                     generator: Optional[torch.Generator] = None) -> BabResult:
+    """Decide whether every margin ``(C f(x))_j`` is positive for all x in ``box``.
+
+    model: ``nn.Sequential`` of supported layers in eval mode; box: Box (1, *in); C: (1, M, K).
+    """
+    if box.lower.shape[0] != 1 or C.dim() != 3 or C.shape[0] != 1:
+        raise ValueError(f"branch_and_bound takes one box (1, *in) and C (1, M, K); got box "
+                         f"{tuple(box.lower.shape)} and C {tuple(C.shape)}")
+    search = _Search(model, box, C, settings, generator)
+    with torch.no_grad():
+        root = [Box(b.lower.detach(), b.upper.detach()) for b in bounds.crown_relu_bounds(model, box)]
+    if settings.attacks and search.attack(random_points(box.lower, box.upper, settings.attack_restarts, generator)):
+        return search.result("falsified", -float("inf"))
+    index = NeuronIndex.from_bounds(root)
+    splits = torch.zeros(1, index.size, dtype=torch.int8, device=box.lower.device)
+    root_optim = OptimSettings(settings.root_iterations, settings.optim.lr_alpha, settings.optim.lr_beta)
+    alphas = initial_alphas(root, C.shape[1])
+    lbs, alphas = optimise_domains(model, box, C, root, index, splits, alphas, root_optim)
+    search.domains = 1
+    queue = DomainQueue(index.size, C.shape[1], box.lower.device, box.lower.dtype)
+    if bool((lbs > 0).all()):
+        search.closed_min = float(lbs.min())
+        return search.result("verified", float("inf"))
+    queue.push(splits, lbs)
+    return _loop(search, queue, root, index, alphas)
+
+
+def _loop(search: _Search, queue: DomainQueue, root: list, index: NeuronIndex, alphas: list) -> BabResult:
+    s = search.settings
+    while len(queue):
+        if search.elapsed() > s.timeout:
+            return search.result("timeout", queue.min_bound())
+        if search.domains >= s.max_domains:
+            return search.result("unknown", queue.min_bound())
+        splits, lbs = queue.pop(s.batch_size, s.dive)
+        full = (splits != 0).all(dim=1)
+        if bool(full.any()) and _solve_leaves(search, root, index, splits[full]):
+            queue.push(splits, lbs)
+            return search.result("falsified", queue.min_bound())
+        splits, lbs = splits[~full], lbs[~full]
+        if splits.shape[0] == 0:
+            continue
+        chosen = choose_neurons(search.model, search.box, search.C, root, index, splits, alphas, s.candidates)
+        kids = torch.cat([splits, splits]).clone()
+        rows = torch.arange(splits.shape[0])
+        kids[rows, chosen] = 1
+        kids[rows + splits.shape[0], chosen] = -1
+        kid_lbs, kid_alphas = optimise_domains(search.model, search.box, search.C, root, index, kids, alphas,
+                                               s.optim, floor=torch.cat([lbs, lbs]))
+        search.domains += kids.shape[0]
+        done = (kid_lbs > 0).all(dim=1)
+        if bool(done.any()):
+            search.closed_min = min(search.closed_min, float(kid_lbs[done].min()))
+        queue.push(kids[~done], kid_lbs[~done])
+        if s.attacks and _attack_children(search, root, index, kids[~done], [a[~done] for a in kid_alphas]):
+            return search.result("falsified", queue.min_bound())
+    status = "verified" if search.undecided == 0 else "unknown"
+    return search.result(status, float("inf"))
+
+
+def _attack_children(search: _Search, root: list, index: NeuronIndex, kids: torch.Tensor, alphas: list) -> bool:
+    """Try the minimisers of the open children's linear bounds, then a short PGD from the most promising ones."""
+    if kids.shape[0] == 0:
+        return False
+    with torch.no_grad():
+        relu_bounds = split_relu_bounds(root, index, kids)
+    points = bound_minimisers(search.model, search.box, search.C, relu_bounds, alphas)
+    if search.offer(points):
+        return True
+    margins = min_margins(search.model, points, search.C)
+    top = torch.topk(-margins, min(4, points.shape[0])).indices
+    return search.attack(points[top])
+
+
+def _solve_leaves(search: _Search, root: list, index: NeuronIndex, splits: torch.Tensor) -> bool:
+    """Exact LP on fully split domains; True when one yields a counterexample (checked by a forward pass)."""
+    if not search.settings.exact_leaves:
+        search.undecided += splits.shape[0]
+        return False
+    if search.model64 is None:
+        search.model64 = float64_copy(search.model)
+    for row in splits:
+        leaf = solve_leaf(search.model64, search.box, search.C, root, index, row)
+        search.domains += 1
+        if leaf.value > search.settings.lp_tolerance:
+            search.closed_min = min(search.closed_min, leaf.value)
+            continue
+        if leaf.point is not None and search.offer(leaf.point.to(search.box.lower.device)):
+            return True
+        search.closed_min = min(search.closed_min, leaf.value)
+        search.undecided += 1
+    return False
