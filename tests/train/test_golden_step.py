@@ -128,3 +128,17 @@ def test_regularised_ibp_step(golden_dir, letter):
     loss = micro_step(_model(case), case["x"], case["labels"], batch, settings, meter)
     assert meter.mean("ver_loss") == pytest.approx(reg["ibp_robust_loss"], rel=1e-5, abs=1e-5)
     assert loss.item() == pytest.approx(reg["reg"] + reg["ibp_robust_loss"], rel=1e-5, abs=1e-5)
+
+
+@pytest.mark.parametrize("letter", CASES)
+def test_crown_ibp_bounding_option_in_eval_mode(golden_dir, letter):
+    """``method.bounding: crown-ibp`` calls CROWN-IBP (the original's get_bound with 'CROWN-IBP')."""
+    from torchcert.train.loop import _bounds
+
+    case = _load(golden_dir, letter)
+    model = _model(case).eval()
+    settings = type(_settings(case, "cc-ibp"))(**{**_settings(case, "cc-ibp").__dict__, "bounding": "crown-ibp"})
+    box = input_box(case["x"], case["eps"], None, case["std"], case["data_min"], case["data_max"])
+    with torch.no_grad():
+        lb, _ = _bounds(model, box, case["C"], None, settings, with_relu_inputs=False)
+    assert torch.allclose(lb, case["eval"]["crown_ibp_lb"], rtol=1e-5, atol=1e-5)

@@ -120,7 +120,10 @@ class OptimConfig:
 
 @dataclass(frozen=True)
 class RunConfig:
-    """--num-epochs, --seed (config default 100), --device, TF32 (off unless asked), --test-interval."""
+    """--num-epochs, --seed (config default 100), --device, TF32 (off unless asked), --test-interval.
+
+    ``threads``: CPU threads for PyTorch (None keeps PyTorch's default; 1 is fastest for tiny networks).
+    """
 
     epochs: int = 160
     seed: int = 100
@@ -129,6 +132,7 @@ class RunConfig:
     test_interval: int = 1
     progress: bool = True
     tensorboard: bool = False
+    threads: Optional[int] = None
 
 
 @dataclass(frozen=True)
@@ -251,3 +255,4 @@ def _validate_optim(optim: OptimConfig, data: DataConfig) -> None:
 def _validate_run(run: RunConfig) -> None:
     _require(run.epochs >= 1, f"run.epochs must be >= 1, got {run.epochs}")
     _require(run.test_interval >= 1, f"run.test_interval must be >= 1, got {run.test_interval}")
+    _require(run.threads is None or run.threads >= 1, f"run.threads must be >= 1 or null, got {run.threads}")

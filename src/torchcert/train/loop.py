@@ -101,9 +101,9 @@ def _bounds(model: nn.Module, box: Box, C: Tensor, bn_stats: Optional[dict], s: 
     relu_inputs = None
     if with_relu_inputs:
         out, relu_inputs = ibp_with_relu_inputs(model, box, C, bn_stats=bn_stats)
-    if s.bounding == "crown-ibp":
-        from torchcert.bounds import crown
-        return crown(model, box, C, intermediate="ibp").lower, relu_inputs
+    if s.bounding == "crown-ibp":  # intermediate bounds by IBP, the last layer by back-substitution
+        from torchcert.bounds.crown import crown
+        return crown(model, box, C, intermediate="ibp", bn_stats=bn_stats).lower, relu_inputs
     if not with_relu_inputs:
         out = ibp(model, box, C, bn_stats=bn_stats)
     return out.lower, relu_inputs

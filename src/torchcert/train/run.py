@@ -160,6 +160,8 @@ def train(config: TrainConfig, out_dir: PathLike, data_dir: Optional[PathLike] =
     dev = resolve_device(device or cfg.run.device)
     start_epoch, step, wall = _prepare_run_dir(cfg, out, resume)
     _set_tf32(cfg.run.tf32)
+    if cfg.run.threads is not None:
+        torch.set_num_threads(cfg.run.threads)
     torch.manual_seed(cfg.run.seed)
     train_split, test_split = load_splits(cfg, data_dir, dev)
     model = build_model_for(cfg, dev)

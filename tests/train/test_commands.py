@@ -1,0 +1,36 @@
+"""The ``train`` and ``quickstart`` subcommands, driven through their own argparse parsers."""
+import argparse
+import json
+
+import pytest
+
+pytest.importorskip("sklearn")
+
+from torchcert.commands import quickstart, train  # noqa: E402
+
+TINY = ["data.train_limit=64", "data.test_limit=32", "data.batch_size=32", "run.epochs=2", "eps.start=1",
+        "eps.length=1", "run.progress=false", "optim.lr_milestones=[2]", "attack.test_steps=1", "run.test_interval=1"]
+
+
+def _run(module, argv):
+    parser = argparse.ArgumentParser()
+    module.add_parser(parser.add_subparsers())
+    args = parser.parse_args(argv)
+    return args.run(args)
+
+
+def test_train_command_writes_run_folder_and_resumes(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert _run(train, ["train", "digits/cc-ibp", *TINY, "--out", str(out), "--device", "cpu"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["epochs"] == 2 and {"nat_acc", "pgd_acc", "ibp_verified_acc", "wall_seconds"} <= set(summary)
+    assert (out / "ckpt_last.pt").exists() and (out / "config.yaml").exists()
+    assert _run(train, ["train", "digits/cc-ibp", *TINY, "--out", str(out), "--device", "cpu", "--resume"]) == 0
+    assert json.loads(capsys.readouterr().out)["ibp_verified_acc"] == pytest.approx(summary["ibp_verified_acc"])
+
+
+def test_quickstart_prints_verified_accuracy_table(tmp_path, capsys):
+    assert _run(quickstart, ["quickstart", *TINY, "--out", str(tmp_path / "qs")]) == 0
+    text = capsys.readouterr().out
+    for row in ("clean", "PGD", "verified (IBP)", "verified (CROWN)"):
+        assert row in text
