@@ -43,11 +43,17 @@ def expand_box(box: Box, count: int) -> Box:
 def domain_bound(model: nn.Module, box: Box, C: torch.Tensor, relu_bounds: Sequence[Box],
                  alphas: Sequence[torch.Tensor], betas: Optional[Sequence[torch.Tensor]] = None,
                  signs: Optional[Sequence[torch.Tensor]] = None) -> torch.Tensor:
-    """Lower bounds (D, M) of ``C f`` on each domain (box (D, *in), C (D, M, K), relu_bounds Box (D, *shape_i))."""
+    """Lower bounds (D, M) of ``C f`` on each domain, with the given pre-activation bounds (not recomputed).
+
+    box (D, *in); C (D, M, K); relu_bounds Box (D, *shape_i); alphas/betas (D, M, *shape_i); signs
+    (D, 1, *shape_i). ``bounds.crown`` takes slopes and terms spec-first, (M, D, *shape_i).
+    """
     terms = None
     if betas is not None:
-        terms = [-b * s for b, s in zip(betas, signs)]
-    out = bounds.crown(model, box, C, relu_bounds=list(relu_bounds), lower_slopes=list(alphas), preact_terms=terms)
+        terms = [(-b * s).transpose(0, 1) for b, s in zip(betas, signs)]
+    slopes = [a.transpose(0, 1) for a in alphas]
+    out = bounds.crown(model, box, C, intermediate="given", relu_bounds=list(relu_bounds), lower_slopes=slopes,
+                       preact_terms=terms)
     return out.lower
 
 

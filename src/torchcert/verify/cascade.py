@@ -1,0 +1,141 @@
+"""The per-sample verification cascade of the original ``verify.py``, cheapest test first.
+
+natural prediction (wrong => not robust) -> PGD (a counterexample => not robust) -> IBP and CROWN margin bounds
+combined elementwise by max (all > 0 => verified) -> α-CROWN -> branch and bound on the margins still unproved.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from typing import Dict, Optional, Sequence
+
+import torch
+from torch import nn
+
+from torchcert import bounds
+from torchcert.attacks import per_example_ce, pgd
+from torchcert.bounds import Box
+
+from .bab import BabSettings, branch_and_bound
+
+METHODS = ("pgd", "ibp", "crown", "alpha", "bab")
+
+
+@dataclass
+class VerifyResult:
+    """Verdict on one sample.
+
+    ``status``: verified | falsified | timeout | unknown (the chosen methods stopped before a verdict);
+    ``lower_bound``: a lower bound of ``min_j margin_j`` over the box (``-inf`` when no bound was computed);
+    ``counterexample`` (1, *in) when falsified (checked by a plain forward pass); ``method``: the stage that
+    decided; ``bounds``: min-margin lower bound of each bounding stage run; ``domains``: BaB domains.
+    """
+
+    status: str
+    lower_bound: float
+    counterexample: Optional[torch.Tensor]
+    method: str
+    seconds: float
+    clean_ok: bool
+    pgd_ok: bool
+    ibp_ok: bool = False
+    crown_ok: bool = False
+    alpha_ok: bool = False
+    domains: int = 0
+    bounds: Dict[str, float] = field(default_factory=dict)
+
+    @property
+    def verified(self) -> bool:
+        return self.status == "verified"
+
+
+def parse_methods(text: str) -> tuple:
+    """``"ibp,crown"`` -> ("ibp", "crown"); ValueError naming the valid methods."""
+    names = tuple(m.strip().lower() for m in text.split(",") if m.strip())
+    unknown = [m for m in names if m not in METHODS]
+    if unknown or not names:
+        raise ValueError(f"unknown method(s) {unknown or text!r}; choose a comma-separated subset of {', '.join(METHODS)}")
+    return tuple(m for m in METHODS if m in names)
+
+
+def spec_bounds(fn, model: nn.Module, box: Box, C: torch.Tensor, chunk: Optional[int]) -> torch.Tensor:
+    """Lower bounds (1, M) of ``C f`` from ``fn(model, box, C_part)``, in chunks of ``chunk`` specs (the
+    original ``--lirpa_crown_batch``, for 200 or 1000 classes)."""
+    size = chunk or C.shape[1]
+    parts = [fn(model, box, C[:, i:i + size]).lower for i in range(0, C.shape[1], size)]
+    return torch.cat(parts, dim=1).detach()
+
+
+def _is_counterexample(model: nn.Module, x: torch.Tensor, label: int) -> bool:
+    with torch.no_grad():
+        return int(model(x).argmax(dim=1)) != label
+
+
+def verify_sample(model: nn.Module, lower: torch.Tensor, upper: torch.Tensor, label: int,
+                  methods: Sequence[str] = METHODS, timeout: float = 60.0, x: Optional[torch.Tensor] = None,
+                  pgd_steps: int = 40, pgd_step_size: float = 0.035, spec_chunk: Optional[int] = None,
+                  bab: Optional[BabSettings] = None, generator: Optional[torch.Generator] = None) -> VerifyResult:
+    """Run the cascade on the box ``[lower, upper]`` (1, *in) of a sample with true class ``label``.
+
+    ``x`` is the clean input (defaults to the box centre); ``methods`` a subset of :data:`METHODS`;
+    ``timeout`` the branch-and-bound budget in seconds. ``model`` must be in eval mode.
+    """
+    start = time.perf_counter()
+    x = (lower + upper) / 2 if x is None else x
+    result = VerifyResult("falsified", -float("inf"), None, "clean", 0.0, clean_ok=False, pgd_ok=False)
+    if _is_counterexample(model, x, label):
+        result.counterexample = x.detach()
+        return _finish(result, start)
+    result.clean_ok = True
+    if "pgd" in methods:
+        adv = pgd(model, lower, upper, per_example_ce(torch.tensor([label], device=x.device)), pgd_steps,
+                  pgd_step_size, generator=generator)
+        if _is_counterexample(model, adv, label):
+            result.method, result.counterexample = "pgd", adv
+            return _finish(result, start)
+    result.pgd_ok = True
+    _bound_stages(result, model, Box(lower, upper), label, methods, timeout, spec_chunk, bab, generator)
+    return _finish(result, start)
+
+
+def _bound_stages(result: VerifyResult, model: nn.Module, box: Box, label: int, methods: Sequence[str],
+                  timeout: float, chunk: Optional[int], bab: Optional[BabSettings],
+                  generator: Optional[torch.Generator]) -> None:
+    with torch.no_grad():
+        logits = model(box.lower)
+    C = bounds.margin_matrix(torch.tensor([label], device=logits.device), logits.shape[1]).to(logits.dtype)
+    lb = torch.full((1, C.shape[1]), -float("inf"), dtype=logits.dtype, device=logits.device)
+    stages = (("ibp", bounds.ibp), ("crown", bounds.crown), ("alpha", bounds.alpha_crown))
+    result.status, result.method = "unknown", "none"
+    for name, fn in stages:
+        if name not in methods:
+            continue
+        with torch.no_grad() if name != "alpha" else torch.enable_grad():
+            stage = spec_bounds(fn, model, box, C, chunk)
+        result.bounds[name] = float(stage.min())
+        lb = torch.maximum(lb, stage)
+        setattr(result, f"{name}_ok", bool((stage > 0).all()) if name == "ibp" else bool((lb > 0).all()))
+        result.lower_bound = float(lb.min())
+        if bool((lb > 0).all()):
+            result.status, result.method = "verified", name
+            for later in ("crown", "alpha")[("ibp", "crown", "alpha").index(name):]:
+                if later in methods:  # the max-combined bounds of the later stages verify too
+                    setattr(result, f"{later}_ok", True)
+            return
+    if "bab" not in methods:
+        return
+    open_rows = (lb[0] <= 0).nonzero().flatten()
+    settings = dataclasses.replace(bab or BabSettings(), timeout=timeout)
+    out = branch_and_bound(model, box, C[:, open_rows], settings, generator)
+    proved = lb[0][lb[0] > 0]
+    result.lower_bound = min(out.lower_bound, float(proved.min())) if proved.numel() else out.lower_bound
+    result.bounds["bab"] = out.lower_bound
+    result.status, result.method, result.domains = out.status, "bab", out.domains
+    if out.status == "falsified":
+        result.counterexample, result.pgd_ok = out.counterexample, False
+
+
+def _finish(result: VerifyResult, start: float) -> VerifyResult:
+    result.seconds = time.perf_counter() - start
+    return result

@@ -1,0 +1,116 @@
+"""Shared set-up of the evaluation commands (verify, losses, tuning-stats): which model, data and ε, from a
+preset, the run folder's ``config.yaml`` beside the checkpoint, or explicit flags (flags win)."""
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, Optional, Tuple
+
+import torch
+import yaml
+from torch import nn
+
+from torchcert.bounds import input_box
+from torchcert.data import DatasetInfo, Split, data_range, dataset_info, load_dataset, normalize, train_valid_split
+from torchcert.models import build_model, load_checkpoint, load_state_dict_strict
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+@dataclass
+class EvalSetup:
+    """A loaded model (eval mode, on ``device``, in ``dtype``), the evaluated split and the perturbation."""
+
+    model: nn.Module
+    info: DatasetInfo
+    split: Split
+    eps: float
+    device: torch.device
+    dtype: torch.dtype
+    config: Any  # TrainConfig or None
+
+    def sample(self, idx: int) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
+        """Clean input x and its box (each (1, C, H, W)) and the label of sample ``idx``."""
+        x = normalize(self.split.images[idx:idx + 1].to(self.device), self.info, self.dtype)
+        low, high = data_range(self.info, self.device, self.dtype)
+        std = torch.tensor(self.info.std, dtype=self.dtype, device=self.device)
+        box = input_box(x, self.eps, None, std, low, high)
+        return x, box.lower, box.upper, int(self.split.labels[idx])
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """--checkpoint, --preset | --dataset/--model/--model-params/--eps, --data-dir, --device, --dtype."""
+    parser.add_argument("--checkpoint", "--load", required=True, metavar="PATH",
+                        help="checkpoint (torchcert run's ckpt_last.pt or an original-code checkpoint)")
+    parser.add_argument("--preset", help="training preset giving dataset, model and eps (e.g. mnist-0.1/cc-ibp); "
+                                         "default: config.yaml beside the checkpoint, if any")
+    parser.add_argument("--dataset", help="mnist, cifar10, tinyimagenet, imagenet64 or digits")
+    parser.add_argument("--model", help="model name of the original code, e.g. cnn, cnn_7layer_bn_imagenet")
+    parser.add_argument("--model-params", default="", metavar="k=v,...", help="model options, e.g. num_class=1000")
+    parser.add_argument("--eps", type=float, help="L-inf radius on the [0, 1] pixel scale (default: the preset's)")
+    parser.add_argument("--data-dir", metavar="DIR", help="dataset folder (default ./data/<dataset>)")
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="device (default cpu)")
+    parser.add_argument("--dtype", default="float32", choices=tuple(DTYPES), help="precision of the bounds")
+
+
+def parse_model_params(text: str) -> Dict[str, Any]:
+    """``"width=8,linear_size=32"`` -> {"width": 8, "linear_size": 32} (values parsed as YAML scalars)."""
+    out: Dict[str, Any] = {}
+    for item in filter(None, (t.strip() for t in text.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"--model-params item {item!r} is not key=value")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
+def _config(args: argparse.Namespace) -> Any:
+    from torchcert.config import load_config
+    from torchcert.train.config import TrainConfig
+
+    if args.preset:
+        return load_config(TrainConfig, args.preset)
+    beside = Path(args.checkpoint).parent / "config.yaml"
+    return load_config(TrainConfig, beside) if beside.is_file() else None
+
+
+def _pick(flag: Any, config: Any, path: str, what: str) -> Any:
+    if flag is not None:
+        return flag
+    if config is None:
+        raise ValueError(f"no {what}: pass --{what} or --preset (or keep config.yaml beside the checkpoint)")
+    value = config
+    for part in path.split("."):
+        value = getattr(value, part)
+    return value
+
+
+def build_setup(args: argparse.Namespace, split: str = "test", valid_share: Optional[float] = None) -> EvalSetup:
+    """Load model and data as the arguments say; ``split`` "test", "train" or "valid" (needs ``valid_share``)."""
+    if torch.cuda.is_available():  # TF32 is not precise enough for verification
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+    config = _config(args)
+    dataset = _pick(args.dataset, config, "data.dataset", "dataset")
+    name = _pick(args.model, config, "model.name", "model")
+    eps = float(_pick(args.eps, config, "eps.value", "eps"))
+    options = dict(config.model.options) if config is not None and args.model is None else {}
+    options.update(parse_model_params(args.model_params))
+    info = dataset_info(dataset)
+    device, dtype = torch.device(args.device), DTYPES[args.dtype]
+    model = build_model(name, info.in_ch, info.in_dim, options.pop("num_class", info.num_class), **options)
+    load_state_dict_strict(model, load_checkpoint(args.checkpoint)["state_dict"])
+    model = model.to(device=device, dtype=dtype).eval()
+    data = _load_split(dataset, split, args.data_dir, valid_share)
+    return EvalSetup(model, info, data, eps, device, dtype, config)
+
+
+def _load_split(dataset: str, split: str, data_dir: Optional[str], valid_share: Optional[float]) -> Split:
+    if split == "valid":
+        if valid_share is None:
+            raise ValueError("the validation split needs --valid-share (the share of training data kept for training)")
+        return train_valid_split(load_dataset(dataset, "train", data_dir), valid_share)[1]
+    if split not in ("train", "test"):
+        raise ValueError(f"unknown split {split!r}; valid: train, test, valid")
+    return load_dataset(dataset, split, data_dir)
