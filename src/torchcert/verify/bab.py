@@ -44,6 +44,11 @@ class BabSettings:
     max_domains: int = 100_000
     exact_leaves: bool = True
     lp_tolerance: float = 1e-9
+    bound_mode: bool = False  # tighten the lower bound until timeout instead of stopping at a verdict
+
+
+# In bound mode (the original's BaB "with return_bounds_if_timeout", used for tuning statistics) a counterexample
+# does not stop the search, and a domain is dropped once its bound reaches the best concrete margin found.
 
 
 @dataclass
@@ -77,8 +82,13 @@ class _Search:
     def elapsed(self) -> float:
         return time.perf_counter() - self.start
 
+    def threshold(self) -> float:
+        """Domains whose worst bound exceeds this are closed: 0 when deciding, the best margin in bound mode."""
+        return self.best_margin if self.settings.bound_mode else 0.0
+
     def offer(self, points: torch.Tensor) -> bool:
-        """Record the best concrete margin among ``points`` (N, *in); True when one is a counterexample."""
+        """Record the best concrete margin among ``points`` (N, *in); True when one is a counterexample and the
+        search should stop on it (never in bound mode)."""
         if points.numel() == 0:
             return False
         points = torch.max(torch.min(points.to(self.box.lower.dtype), self.box.upper), self.box.lower)
@@ -86,7 +96,7 @@ class _Search:
         i = int(margins.argmin())
         if float(margins[i]) < self.best_margin:
             self.best_margin, self.best_point = float(margins[i]), points[i:i + 1].detach().clone()
-        return self.best_margin <= 0
+        return self.best_margin <= 0 and not self.settings.bound_mode
 
     def attack(self, starts: torch.Tensor) -> bool:
         s = self.settings
@@ -95,13 +105,18 @@ class _Search:
 
     def result(self, status: str, open_min: float) -> BabResult:
         lower = min(self.closed_min, open_min)
+        if status == "verified" and self.best_margin <= 0:  # bound mode: the search went on past a counterexample
+            status = "falsified"
+        elif status == "verified" and lower <= 0:  # bound mode: a numerically borderline exact leaf
+            status = "unknown"
         cex = self.best_point if status == "falsified" else None
         return BabResult(status, lower, self.best_margin, cex, self.domains, self.elapsed())
 
 
 def branch_and_bound(model: nn.Module, box: Box, C: torch.Tensor, settings: BabSettings = BabSettings(),
                      generator: Optional[torch.Generator] = None) -> BabResult:
-    """Decide whether every margin ``(C f(x))_j`` is positive for all x in ``box``.
+    """Decide whether every margin ``(C f(x))_j`` is positive for all x in ``box`` (or, with
+    ``settings.bound_mode``, bound ``min_j (C f(x))_j`` from below as tightly as the time allows).
 
     model: ``nn.Sequential`` of supported layers in eval mode; box: Box (1, *in); C: (1, M, K).
     """
@@ -120,7 +135,7 @@ def branch_and_bound(model: nn.Module, box: Box, C: torch.Tensor, settings: BabS
     lbs, alphas = optimise_domains(model, box, C, root, index, splits, alphas, root_optim)
     search.domains = 1
     queue = DomainQueue(index.size, C.shape[1], box.lower.device, box.lower.dtype)
-    if bool((lbs > 0).all()):
+    if float(lbs.min()) > search.threshold():
         search.closed_min = float(lbs.min())
         return search.result("verified", float("inf"))
     queue.push(splits, lbs)
@@ -150,7 +165,7 @@ def _loop(search: _Search, queue: DomainQueue, root: list, index: NeuronIndex, a
         kid_lbs, kid_alphas = optimise_domains(search.model, search.box, search.C, root, index, kids, alphas,
                                                s.optim, floor=torch.cat([lbs, lbs]))
         search.domains += kids.shape[0]
-        done = (kid_lbs > 0).all(dim=1)
+        done = kid_lbs.min(dim=1).values > search.threshold()
         if bool(done.any()):
             search.closed_min = min(search.closed_min, float(kid_lbs[done].min()))
         queue.push(kids[~done], kid_lbs[~done])
@@ -184,8 +199,10 @@ def _solve_leaves(search: _Search, root: list, index: NeuronIndex, splits: torch
     for row in splits:
         leaf = solve_leaf(search.model64, search.box, search.C, root, index, row)
         search.domains += 1
-        if leaf.value > search.settings.lp_tolerance:
+        if leaf.value > search.settings.lp_tolerance or search.settings.bound_mode:
             search.closed_min = min(search.closed_min, leaf.value)
+            if leaf.point is not None:
+                search.offer(leaf.point.to(search.box.lower.device))
             continue
         if leaf.point is not None and search.offer(leaf.point.to(search.box.lower.device)):
             return True
