@@ -186,7 +186,8 @@ def train(config: TrainConfig, out_dir: PathLike, data_dir: Optional[PathLike] =
         if epoch % cfg.run.test_interval == 0 or epoch == cfg.run.epochs:
             test_metrics = evaluate(cfg, model, test_split, settings, dev, cfg.run.progress)
             record["test"] = test_metrics
-        wall += time.perf_counter() - started
+        record["epoch_seconds"] = time.perf_counter() - started
+        wall += record["epoch_seconds"]
         record["time"] = wall
         save_training_state(out / CHECKPOINT_NAME, model, optimizer, epoch, step, generators, wall,
                             config_to_dict(cfg))
