@@ -12,6 +12,11 @@ from torchcert.config import ConfigError
 
 # Each module exposes add_parser(subparsers); its parsers set `run` (a function of the parsed args -> exit code).
 COMMAND_MODULES = (
+    "torchcert.commands.quickstart",
+    "torchcert.commands.train",
+    "torchcert.commands.verify",
+    "torchcert.commands.losses",
+    "torchcert.commands.tuning_stats",
     "torchcert.commands.presets",
 )
 
