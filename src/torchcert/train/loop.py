@@ -116,6 +116,21 @@ def _attack(model: nn.Module, box: Box, labels: Tensor, steps: int, step_size: f
         return pgd(model, box.lower, box.upper, per_example_ce(labels), steps, step_size, generator)
 
 
+def _bound_terms(model: nn.Module, x: Tensor, x_adv: Optional[Tensor], attack_box: Optional[Box], C: Tensor,
+                 bn_stats: dict, b: BatchEps, s: StepSettings) -> Tuple[Tensor, Tensor, Tensor]:
+    """Margin lower bounds over the ε box (SABR: its small box), their IBP loss, and the Shi regulariser (or 0)."""
+    box = _box(x, _eps_with_floor(b.eps, b, s), s)
+    if s.loss.small_box:
+        radius = _eps_with_floor(b.attack_eps * s.coeff, b, s) / s.std.view(1, -1, 1, 1)
+        box = sabr_box(x_adv, attack_box, radius, s.data_min, s.data_max)
+    lb, relu_inputs = _bounds(model, box, C, bn_stats, s, with_relu_inputs=b.reg)
+    reg_loss = torch.zeros((), device=x.device)
+    if b.reg and (s.reg_weight > 0 or s.loss.name == "ibp"):  # the original skips a zero weight except for IBP
+        intensity = reg_intensity(b.scheduled, b.max_eps, s.reg_weight, s.reg_decay)
+        reg_loss = shi_regulariser(box, relu_inputs, s.reg_tol, s.reg_objectives, intensity)
+    return lb, ibp_loss(lb), reg_loss
+
+
 def micro_step(model: nn.Module, x: Tensor, labels: Tensor, b: BatchEps, s: StepSettings, meter: Meter,
                generator: Optional[torch.Generator] = None) -> Tensor:
     """Forward part of a training step on one micro-batch (model in train mode); returns the loss."""
@@ -136,16 +151,9 @@ def micro_step(model: nn.Module, x: Tensor, labels: Tensor, b: BatchEps, s: Step
     loss = torch.zeros((), device=x.device)
     C = margin_matrix(labels, s.num_class).to(x.dtype)
     if b.robust or b.reg:
-        box = _box(x, _eps_with_floor(b.eps, b, s), s)
-        if s.loss.small_box:
-            radius = _eps_with_floor(b.attack_eps * s.coeff, b, s) / s.std.view(1, -1, 1, 1)
-            box = sabr_box(x_adv, attack_box, radius, s.data_min, s.data_max)
-        lb, relu_inputs = _bounds(model, box, C, bn_stats, s, with_relu_inputs=b.reg)
-        robust_loss = ibp_loss(lb)
+        lb, robust_loss, reg_loss = _bound_terms(model, x, x_adv, attack_box, C, bn_stats, b, s)
         _log_bounds(meter, n, lb, robust_loss)
-        if b.reg and (s.reg_weight > 0 or s.loss.name == "ibp"):
-            intensity = reg_intensity(b.scheduled, b.max_eps, s.reg_weight, s.reg_decay)
-            loss = loss + shi_regulariser(box, relu_inputs, s.reg_tol, s.reg_objectives, intensity)
+        loss = loss + reg_loss
     if s.loss.name != "ibp":  # the original adds no L1 term to plain IBP training
         loss = loss + s.l1_coeff * l1_penalty(model)
     if b.robust:
