@@ -50,11 +50,11 @@ def test_losses_identities(digits_checkpoint, tmp_path):
 
 def test_tuning_stats_bab_loss_below_crown_loss(digits_checkpoint, tmp_path):
     out = tmp_path / "tuning.json"
-    argv = _base(digits_checkpoint) + ["--end", "4", "--timeout", "0.5", "--loss", "cc-ibp", "--ccibp-coeff", "0.5",
-                                       "--out", str(out), "--valid-share", "0.9"]
+    argv = _base(digits_checkpoint) + ["--end", "4", "--timeout", "0.2", "--loss", "cc-ibp", "--ccibp-coeff", "0.5",
+                                       "--out", str(out), "--valid-share", "0.96"]
     assert _run(tuning_cmd, "tuning-stats", argv) == 0
     stats = json.loads(out.read_text())
     assert stats["samples"] == 4 and 0.0 <= stats["val_bab_ok"] <= 1.0
-    crown = _losses(digits_checkpoint, tmp_path, "crown", 0.5, ["--end", "4", "--valid-share", "0.9"])
+    crown = _losses(digits_checkpoint, tmp_path, "crown", 0.5, ["--end", "4", "--valid-share", "0.96"])
     assert stats["val_bab_loss"] <= crown["crown_loss"] + 1e-6
     assert stats["val_bab_err_loss"] == pytest.approx(stats["val_ccibp_loss"] - stats["val_bab_loss"], abs=1e-6)
