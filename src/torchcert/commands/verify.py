@@ -7,12 +7,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 from pathlib import Path
 
 import torch
-
-log = logging.getLogger(__name__)
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -23,13 +20,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description="Per sample: natural prediction, PGD, IBP/CROWN bounds, alpha-CROWN, then branch and bound "
                     "until verified, falsified or timed out. `--methods ibp,crown` is the original --crown_ver.")
     add_model_arguments(parser)
-    parser.add_argument("--methods", default="pgd,ibp,crown,alpha,bab",
-                        help="comma-separated subset of pgd,ibp,crown,alpha,bab (default: all)")
+    parser.add_argument("--methods", default="ibp,crown,alpha,bab",
+                        help="bounding stages, a comma-separated subset of ibp,crown,alpha,bab (default: all; "
+                             "ibp,crown is the original --crown_ver); PGD always runs first unless --pgd-steps 0")
     parser.add_argument("--timeout", type=float, default=60.0, help="branch-and-bound seconds per sample")
     parser.add_argument("--start", type=int, default=0, help="first sample index")
     parser.add_argument("--end", type=int, default=-1, help="one past the last sample index (-1: all)")
     parser.add_argument("--no-resume", action="store_true", help="redo the samples already in the results file")
-    parser.add_argument("--pgd-steps", type=int, default=40, help="PGD steps (original --test_att_n_steps)")
+    parser.add_argument("--pgd-steps", type=int, default=40, help="PGD steps (original --test_att_n_steps; 0: none)")
     parser.add_argument("--pgd-step-size", type=float, default=0.035, help="PGD step relative to eps")
     parser.add_argument("--spec-batch", type=int, help="margins bounded per call (original --lirpa_crown_batch)")
     parser.add_argument("--out", metavar="FILE", help="results JSONL (default: beside the checkpoint)")

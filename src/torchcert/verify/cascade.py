@@ -19,7 +19,7 @@ from torchcert.bounds import Box
 
 from .bab import BabSettings, branch_and_bound
 
-METHODS = ("pgd", "ibp", "crown", "alpha", "bab")
+METHODS = ("ibp", "crown", "alpha", "bab")
 
 
 @dataclass
@@ -51,7 +51,7 @@ class VerifyResult:
 
 
 def parse_methods(text: str) -> tuple:
-    """``"ibp,crown"`` -> ("ibp", "crown"); ValueError naming the valid methods."""
+    """``"ibp,crown"`` -> ("ibp", "crown") (the bounding stages; PGD runs unless its steps are 0)."""
     names = tuple(m.strip().lower() for m in text.split(",") if m.strip())
     unknown = [m for m in names if m not in METHODS]
     if unknown or not names:
@@ -78,8 +78,9 @@ def verify_sample(model: nn.Module, lower: torch.Tensor, upper: torch.Tensor, la
                   bab: Optional[BabSettings] = None, generator: Optional[torch.Generator] = None) -> VerifyResult:
     """Run the cascade on the box ``[lower, upper]`` (1, *in) of a sample with true class ``label``.
 
-    ``x`` is the clean input (defaults to the box centre); ``methods`` a subset of :data:`METHODS`;
-    ``timeout`` the branch-and-bound budget in seconds. ``model`` must be in eval mode.
+    ``x`` is the clean input (defaults to the box centre); ``methods`` the bounding stages, a subset of
+    :data:`METHODS` (``("ibp", "crown")`` is the original ``--crown_ver``); PGD runs first unless
+    ``pgd_steps`` is 0; ``timeout`` is the branch-and-bound budget in seconds. ``model`` must be in eval mode.
     """
     start = time.perf_counter()
     x = (lower + upper) / 2 if x is None else x
@@ -88,7 +89,7 @@ def verify_sample(model: nn.Module, lower: torch.Tensor, upper: torch.Tensor, la
         result.counterexample = x.detach()
         return _finish(result, start)
     result.clean_ok = True
-    if "pgd" in methods:
+    if pgd_steps > 0:
         adv = pgd(model, lower, upper, per_example_ce(torch.tensor([label], device=x.device)), pgd_steps,
                   pgd_step_size, generator=generator)
         if _is_counterexample(model, adv, label):
