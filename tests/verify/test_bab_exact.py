@@ -106,3 +106,48 @@ def test_bound_mode_reaches_the_exact_minimum():
         assert result.status == ("verified" if exact > 0 else "falsified"), (seed, exact, result)
         assert result.lower_bound == pytest.approx(exact, abs=1e-6), (seed, exact, result)
         assert result.upper_bound >= exact - 1e-6
+
+
+def _as_mlp(model: nn.Sequential, in_shape: Tuple[int, ...]) -> nn.Sequential:
+    """The same function as an MLP: each affine stretch between ReLUs becomes one Linear (for the MILP)."""
+    layers, stretch, shape = [], [], in_shape
+    for layer in list(model) + [nn.ReLU()]:
+        if not isinstance(layer, nn.ReLU):
+            stretch.append(layer)
+            continue
+        n = int(torch.tensor(shape).prod())
+        basis = torch.cat([torch.zeros(1, n, dtype=torch.float64), torch.eye(n, dtype=torch.float64)])
+        with torch.no_grad():
+            out = nn.Sequential(*stretch)(basis.view(n + 1, *shape))
+        shape = tuple(out.shape[1:])
+        out = out.flatten(1)
+        linear = nn.Linear(n, out.shape[1]).double()
+        with torch.no_grad():
+            linear.weight.copy_((out[1:] - out[:1]).T)
+            linear.bias.copy_(out[0])
+        layers += [linear, nn.ReLU()]
+        stretch = []
+    return nn.Sequential(*layers[:-1])
+
+
+def test_bab_exact_on_small_conv_networks():
+    """Convolutions go through the same bounds and the same exact leaves (oracle: the equivalent MLP's MILP)."""
+    from torchcert.models import Flatten
+
+    verdicts = {"verified": 0, "falsified": 0}
+    for seed, frac, attacks in [(0, 0.5, True), (1, 1.05, False), (2, 0.9, True), (3, 1.02, False), (4, 0.8, False)]:
+        torch.manual_seed(seed)
+        model = nn.Sequential(nn.Conv2d(1, 2, 3, stride=2, padding=1), nn.ReLU(), Flatten(), nn.Linear(8, 6),
+                              nn.ReLU(), nn.Linear(6, 3)).double().eval()
+        x = torch.randn(1, 1, 4, 4, dtype=torch.float64)
+        label = model(x).argmax(1)
+        C = margin_matrix(label, 3).double()
+        eps = _hard_eps(model, x, C, frac)
+        box = Box(x - eps, x + eps)
+        exact = exact_min_margin(_as_mlp(model, (1, 4, 4)), box.lower.flatten(), box.upper.flatten(), C)
+        result = branch_and_bound(model, box, C, BabSettings(timeout=60, attacks=attacks))
+        expected = "verified" if exact > 0 else "falsified"
+        assert result.status == expected, (seed, exact, result)
+        assert result.lower_bound <= exact + 1e-7
+        verdicts[expected] += 1
+    assert min(verdicts.values()) >= 1, verdicts
