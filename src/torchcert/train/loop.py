@@ -135,9 +135,14 @@ def micro_step(model: nn.Module, x: Tensor, labels: Tensor, b: BatchEps, s: Step
                generator: Optional[torch.Generator] = None) -> Tensor:
     """Forward part of a training step on one micro-batch (model in train mode); returns the loss."""
     n = x.shape[0]
-    # The clean logits enter the loss only in natural batches or, without attack, as the adversarial stand-in.
-    with capture_bn_stats(model) as bn_stats, torch.set_grad_enabled(not b.robust or s.attack_steps == 0):
-        logits = model(x)
+    # The clean logits enter the loss only in natural batches or, without attack, as the adversarial stand-in
+    # (then the bounds also use the clean forward's BatchNorm statistics).
+    with torch.set_grad_enabled(not b.robust or s.attack_steps == 0):
+        if s.attack_steps > 0:
+            logits = model(x)
+        else:
+            with capture_bn_stats(model) as bn_stats:
+                logits = model(x)
     nat_loss = F.cross_entropy(logits, labels)
     adv_logits, x_adv, attack_box = logits, None, None
     if s.attack_steps > 0:
