@@ -128,3 +128,22 @@ def test_split_relu_bounds_are_sound_on_the_split_region(seed, kind, width):
         assert torch.all((values >= lower - TOL) | ~ok.unsqueeze(-1))
     lower = alpha_crown(model, box, C, iterations=3, relu_bounds=split).lower
     assert torch.all((values >= lower - TOL) | ~ok.unsqueeze(-1))
+
+
+@SETTINGS
+@given(st.integers(0, 10_000), st.sampled_from(["conv", "mlp"]), st.floats(0.05, 1.0))
+def test_preact_terms_bound_the_augmented_objective(seed, kind, width):
+    """lower <= C f(x) + sum_i <beta_i, z_i(x)> at every point; zero terms give plain CROWN."""
+    model, reference, box, C, _ = _setup(seed, kind, width, "eval")
+    bounds = crown_relu_bounds(model, box)
+    gen = torch.Generator().manual_seed(seed)
+    terms = [torch.randn((C.shape[1],) + tuple(b.lower.shape), generator=gen, dtype=torch.float64) for b in bounds]
+    lower = crown(model, box, C, intermediate="given", relu_bounds=bounds, preact_terms=terms).lower
+    points = sample_points(box, 64, seed)
+    n, bsz = points.shape[:2]
+    pre = _relu_inputs(reference, points.reshape((n * bsz,) + points.shape[2:]))
+    extra = sum(torch.einsum("sbf,nbf->nbs", t.flatten(2), z.reshape(n, bsz, -1)) for t, z in zip(terms, pre))
+    assert torch.all(_values(reference, C, points) + extra >= lower - TOL)
+    zero = [torch.zeros_like(t) for t in terms]
+    torch.testing.assert_close(crown(model, box, C, relu_bounds=bounds, intermediate="given", preact_terms=zero).lower,
+                               crown(model, box, C).lower)

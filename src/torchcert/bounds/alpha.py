@@ -48,10 +48,11 @@ def alpha_crown(model: nn.Module, box: Box, C: Tensor, iterations: int = 20, lr:
     for step in range(iterations + 1):
         with torch.enable_grad():
             lower = final_bound(layers, box, C, bounds, slopes, preact_terms)
+            objective = -lower.sum()
         best = lower.detach() if best is None else torch.maximum(best, lower.detach())
-        if step == iterations or not slopes:
+        if step == iterations or not objective.requires_grad:
             break
-        grads = torch.autograd.grad(-lower.sum(), slopes, allow_unused=True)
+        grads = torch.autograd.grad(objective, slopes, allow_unused=True)
         for slope, grad in zip(slopes, grads):
             slope.grad = grad
         optimizer.step()

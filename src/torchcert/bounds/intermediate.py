@@ -1,9 +1,9 @@
 """CROWN bounds for selected (unstable) neurons of one layer, in chunks of neighbouring neurons.
 
-The neurons of a feature map are taken tile by tile (``T x T`` positions, all channels), so all the
-neurons of a chunk share one receptive field: back-substitution then only touches that window of every
-earlier feature map (see ``rules._window``), never a dense matrix per layer pair. Upper bounds are
-lower bounds of the negated neurons, so each chunk is one back-substitution of ``2 S`` rows.
+Neurons of a feature map are back-substituted with per-neuron patches (their receptive field only, see
+``patches``); neurons of a vector (after a Flatten) in chunks of dense rows. Never a dense matrix per
+layer pair. Upper bounds are lower bounds of the negated neurons, so each chunk is one
+back-substitution of ``2 S`` rows.
 """
 from __future__ import annotations
 
@@ -16,24 +16,18 @@ from torch import Tensor
 from .backsub import lower_bound
 from .box import Box
 from .layers import Layer
-from .rules import relu
+from .patches import lower_bound as patch_lower_bound
+from .rules import flatten, relu
 
 Tile = Tuple[Tuple[slice, ...], object]
 
 
-def _tiles(shape: Tuple[int, ...], frac: float, chunk: int, side: int) -> Iterator[Tile]:
-    """(feature slices, window offset) of chunks: ``side x side`` positions of a feature map, or about
-    ``chunk`` selected neurons of a vector."""
-    if len(shape) == 3:
-        c, h, w = shape
-        for y in range(0, h, side):
-            for x in range(0, w, side):
-                yield (slice(None), slice(y, min(y + side, h)), slice(x, min(x + side, w))), (y, x)
-    else:
-        size = max(1, int(chunk / max(frac, 1e-9)))
-        flat = math.prod(shape)
-        for f in range(0, flat, size):
-            yield (slice(f, min(f + size, flat)),), None
+def _tiles(shape: Tuple[int, ...], frac: float, chunk: int) -> Iterator[Tile]:
+    """(feature slices, window offset) of chunks of a vector holding about ``chunk`` selected neurons."""
+    size = max(1, int(chunk / max(frac, 1e-9)))
+    flat = math.prod(shape)
+    for f in range(0, flat, size):
+        yield (slice(f, min(f + size, flat)),), None
 
 
 def _unit_rows(mask: Tensor, dtype: torch.dtype) -> Tuple[Tensor, Tensor, Tensor]:
@@ -56,14 +50,16 @@ def _write(target: Tensor, where: Tuple[slice, ...], idx: Tensor, valid: Tensor,
 
 
 def crown_neurons(layers: Sequence[Layer], box: Box, relaxations: Sequence[relu.Relaxation],
-                  reference: Box, mask: Tensor, chunk: int = 512, side: int = 1) -> Box:
+                  reference: Box, mask: Tensor, chunk: int = 512) -> Box:
     """Bounds of the outputs of ``layers``: CROWN where ``mask`` (``(B, *shape)``), ``reference`` elsewhere."""
     lower, upper = reference.lower.clone(), reference.upper.clone()
     if not bool(mask.any()):
         return Box(lower, upper)
     shape = tuple(lower.shape[1:])
+    if len(shape) == 3 and all(layer.rule is not flatten for layer in layers):
+        return _map_neurons(layers, box, relaxations, Box(lower, upper), mask, 4 * chunk)
     frac = float(mask.flatten(1).float().mean(1).max())
-    for where, offset in _tiles(shape, frac, chunk, side):
+    for where, offset in _tiles(shape, frac, chunk):
         sub = mask[(slice(None),) + where]
         if not bool(sub.any()):
             continue
@@ -74,3 +70,30 @@ def crown_neurons(layers: Sequence[Layer], box: Box, relaxations: Sequence[relu.
         _write(lower, where, idx, valid, bound[:s].t())
         _write(upper, where, idx, valid, -bound[s:].t())
     return Box(lower, upper)
+
+
+def _map_neurons(layers: Sequence[Layer], box: Box, relaxations: Sequence[relu.Relaxation],
+                 out: Box, mask: Tensor, chunk: int) -> Box:
+    """Patch bounds of the selected neurons of a feature map, chunked by positions ``(b, y, x)``."""
+    lower, upper = out.lower, out.upper
+    positions = mask.any(1).nonzero()
+    per_position = int(mask.sum(1).max())
+    step = max(1, chunk // per_position)
+    for start in range(0, positions.shape[0], step):
+        b, y, x = positions[start:start + step].unbind(1)
+        selected = mask[b, :, y, x]
+        rows, idx, valid = _unit_rows(selected, lower.dtype)
+        A = rows.transpose(0, 1)
+        A = torch.cat([A, -A], 1).view(A.shape[0], -1, A.shape[2], 1, 1)
+        bound = patch_lower_bound(layers, (A, b, y, x), box, relaxations)
+        s = idx.shape[1]
+        _write_map(lower, b, y, x, idx, valid, bound[:, :s])
+        _write_map(upper, b, y, x, idx, valid, -bound[:, s:])
+    return Box(lower, upper)
+
+
+def _write_map(target: Tensor, b: Tensor, y: Tensor, x: Tensor, idx: Tensor, valid: Tensor,
+               values: Tensor) -> None:
+    """``target[b, idx, y, x] = values`` where ``valid`` (``idx``, ``values``: ``(P, S)``)."""
+    bb, yy, xx = (t.unsqueeze(1).expand_as(idx) for t in (b, y, x))
+    target[bb[valid], idx[valid], yy[valid], xx[valid]] = values[valid]

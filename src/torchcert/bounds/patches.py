@@ -1,0 +1,97 @@
+"""Back-substitution of feature-map neurons with patches shared by the neurons of one position.
+
+The coefficients of neuron ``(b, c, y, x)`` on an earlier feature map are zero outside its receptive
+field, and all the neurons at position ``(b, y, x)`` share it. So a chunk holds ``P`` positions with
+``R`` rows each: ``A (P, R, C, ph, pw)`` plus the patch offset ``(oy, ox)`` of every position on that map
+and its example ``b``. A transposed convolution moves all patches back at once; entries outside the
+map (the convolution's zero padding) are masked to zero; relaxations and the input box are gathered
+once per position and broadcast over its rows.
+"""
+from __future__ import annotations
+
+from typing import Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .box import Box
+from .layers import Layer
+from .rules import avgpool, batchnorm, conv, identity, relu
+from .rules._window import channel_view
+
+Rows = Tuple[Tensor, Tensor, Tensor, Tensor]  # A (P, R, C, ph, pw), example, oy, ox (P,)
+
+
+def gather(maps: Tensor, bidx: Tensor, oy: Tensor, ox: Tensor, ph: int, pw: int) -> Tensor:
+    """Windows ``maps[b, :, oy:oy+ph, ox:ox+pw]`` per position (zero outside): ``(P, 1, C, ph, pw)``."""
+    batch, channels, h, w = maps.shape
+    hp, wp = h + 2 * ph, w + 2 * pw
+    flat = F.pad(maps, (pw, pw, ph, ph)).view(batch, channels, hp * wp)
+    ys = (oy + ph).unsqueeze(1) + torch.arange(ph, device=maps.device)
+    xs = (ox + pw).unsqueeze(1) + torch.arange(pw, device=maps.device)
+    index = (ys.unsqueeze(2) * wp + xs.unsqueeze(1)).view(-1, 1, ph * pw)
+    channel = torch.arange(channels, device=maps.device).view(1, -1, 1)
+    return flat[bidx.view(-1, 1, 1), channel, index].view(-1, 1, channels, ph, pw)
+
+
+def _inside(o: Tensor, length: int, size: int) -> Tensor:
+    """``(P, length)`` mask of positions ``o + i`` inside ``[0, size)``."""
+    pos = o.unsqueeze(1) + torch.arange(length, device=o.device)
+    return (pos >= 0) & (pos < size)
+
+
+def _conv_back(op: conv.ConvOp, rows: Rows, in_shape: Tuple[int, ...]) -> Tuple[Rows, Tensor]:
+    A, bidx, oy, ox = rows
+    p, r = A.shape[:2]
+    bias = A.sum((3, 4)) @ op.bias
+    out = F.conv_transpose2d(A.reshape((p * r,) + A.shape[2:]), op.weight, None, op.stride, 0, 0,
+                             op.groups, op.dilation)
+    out = out.view((p, r) + out.shape[1:])
+    oy, ox = oy * op.stride[0] - op.padding[0], ox * op.stride[1] - op.padding[1]
+    mask = _inside(oy, out.shape[3], in_shape[1]).unsqueeze(2) & _inside(ox, out.shape[4], in_shape[2]).unsqueeze(1)
+    if not bool(mask.all()):
+        out = out * mask.view(p, 1, 1, *mask.shape[1:]).to(out.dtype)
+    return (out, bidx, oy, ox), bias
+
+
+def _relu_back(relax: relu.Relaxation, rows: Rows) -> Tuple[Rows, Tensor]:
+    """``A -> A+ a_l + A- a_u``, bias ``sum A- b_u`` with the windows of the relaxation."""
+    A, bidx, oy, ox = rows
+    ph, pw = A.shape[3:]
+    stacked = torch.cat([relax.lower_slope, relax.upper_slope, relax.upper_intercept], 1)
+    lower, upper, intercept = gather(stacked, bidx, oy, ox, ph, pw).chunk(3, 2)
+    p, r = A.shape[:2]
+    bias = (A.clamp(max=0).view(p, r, -1) @ intercept.reshape(p, -1, 1)).view(p, r)
+    return (A * torch.where(A >= 0, lower, upper), bidx, oy, ox), bias
+
+
+def _step(layer: Layer, relax, rows: Rows) -> Tuple[Rows, Tensor]:
+    if layer.rule is relu:
+        return _relu_back(relax, rows)
+    if layer.rule in (conv, avgpool):
+        return _conv_back(layer.op, rows, layer.in_shape)
+    if layer.rule is batchnorm:
+        A, bidx, oy, ox = rows
+        bias = (A * channel_view(layer.op.shift, 3)).sum((2, 3, 4))
+        return (A * channel_view(layer.op.scale, 3), bidx, oy, ox), bias
+    if layer.rule is identity:
+        return rows, rows[0].new_zeros(rows[0].shape[:2])
+    raise ValueError(f"feature-map patches cannot pass {layer.name} ({layer.rule.__name__})")
+
+
+def lower_bound(layers: Sequence[Layer], rows: Rows, box: Box,
+                relaxations: Sequence[relu.Relaxation]) -> Tensor:
+    """Lower bound ``(P, R)`` of each row's ``A . layers(x)`` over ``box`` (feature-map layers only)."""
+    j = sum(layer.rule is relu for layer in layers)
+    bias = rows[0].new_zeros(rows[0].shape[:2])
+    for layer in reversed(layers):
+        if layer.rule is relu:
+            j -= 1
+        rows, b = _step(layer, relaxations[j] if layer.rule is relu else None, rows)
+        bias = bias + b
+    A, bidx, oy, ox = rows
+    ph, pw = A.shape[3:]
+    center = gather(box.center, bidx, oy, ox, ph, pw)
+    radius = gather(box.radius, bidx, oy, ox, ph, pw)
+    return (A * center).sum((2, 3, 4)) - (A.abs() * radius).sum((2, 3, 4)) + bias
