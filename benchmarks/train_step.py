@@ -8,6 +8,7 @@ regulariser off, as after the ramp), with their ratios to the natural step. Targ
     python benchmarks/train_step.py            # batch 128, median of 3 timed steps (minutes on a GPU; a CPU
                                                # needs about 10 minutes for the two CNN7 rows)
     python benchmarks/train_step.py --quick    # batch 16, one timed step: about a minute on a 2-core CPU
+    python benchmarks/train_step.py --threads 1 --clock process   # steadier ratios on a busy shared CPU
 """
 from __future__ import annotations
 
@@ -37,16 +38,16 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def median_time(step: Callable[[], None], repeats: int, device: torch.device) -> float:
+def median_time(step: Callable[[], None], repeats: int, device: torch.device, clock: Callable[[], float]) -> float:
     """Median seconds of ``step`` over ``repeats`` timed calls, after one untimed warm-up call."""
     step()
     times: List[float] = []
     for _ in range(repeats):
         _sync(device)
-        start = time.perf_counter()
+        start = clock()
         step()
         _sync(device)
-        times.append(time.perf_counter() - start)
+        times.append(clock() - start)
     return statistics.median(times)
 
 
@@ -65,18 +66,18 @@ def settings_for(method: str, in_ch: int, device: torch.device) -> StepSettings:
 
 
 def bench_model(name: str, in_ch: int, in_dim: int, eps: float, batch: int, repeats: int,
-                device: torch.device) -> Dict[str, float]:
+                device: torch.device, clock: Callable[[], float]) -> Dict[str, float]:
     torch.manual_seed(0)
     model = build_model(name, in_ch, in_dim).to(device).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=5e-4)
     x = torch.rand(batch, in_ch, in_dim, in_dim, device=device)
     labels = torch.randint(0, 10, (batch,), device=device)
     generator = torch.Generator(device).manual_seed(0)
-    times = {"natural": median_time(lambda: natural_step(model, optimizer, x, labels), repeats, device)}
+    times = {"natural": median_time(lambda: natural_step(model, optimizer, x, labels), repeats, device, clock)}
     for method in METHODS:
         settings, b = settings_for(method, in_ch, device), BatchEps(eps, eps, eps, eps)
         times[method] = median_time(
-            lambda: train_step(model, optimizer, x, labels, b, settings, Meter(), generator), repeats, device)
+            lambda: train_step(model, optimizer, x, labels, b, settings, Meter(), generator), repeats, device, clock)
     return times
 
 
@@ -88,6 +89,8 @@ def main() -> None:
     parser.add_argument("--only", default="", help="benchmark only the rows whose label contains this text")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: PyTorch's)")
+    parser.add_argument("--clock", choices=("wall", "process"), default="wall",
+                        help="wall time, or CPU time of this process (steadier on a busy shared CPU with --threads 1)")
     args = parser.parse_args()
     batch = args.batch or (16 if args.quick else 128)
     repeats = args.repeats or (1 if args.quick else 3)
@@ -95,13 +98,14 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
-    print(f"device {device} ({torch.cuda.get_device_name() if device.type == 'cuda' else f'{torch.get_num_threads()} threads'}), "
-          f"batch {batch}, median of {repeats} steps, one-step attack")
+    clock = time.perf_counter if args.clock == "wall" else time.process_time
+    where = torch.cuda.get_device_name() if device.type == "cuda" else f"{torch.get_num_threads()} threads"
+    print(f"device {device} ({where}), batch {batch}, median {args.clock} time of {repeats} steps, one-step attack")
     header = f"{'model':<18}{'natural (ms)':>13}" + "".join(f"{m:>10}" for m in METHODS)
     print(header)
     print("-" * len(header))
     for label, name, in_ch, in_dim, eps in (m for m in MODELS if args.only in m[0]):
-        times = bench_model(name, in_ch, in_dim, eps, batch, repeats, device)
+        times = bench_model(name, in_ch, in_dim, eps, batch, repeats, device, clock)
         ratios = "".join(f"{times[m] / times['natural']:>9.2f}x" for m in METHODS)
         print(f"{label:<18}{1000 * times['natural']:>13.1f}{ratios}")
     print("ratio = method step time / natural step time (target: CC-IBP <= 4.8x)")
