@@ -9,7 +9,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "train", help="train a certifiably robust network from a preset or YAML file",
         description="Train with a preset (see `torchcert presets`) or a YAML file, plus dotted key=value overrides. "
-                    "The run folder gets config.yaml, metrics.jsonl, ckpt_last.pt and summary.json.")
+                    "Put the key=value overrides before the --options. The run folder gets config.yaml, metrics.jsonl, "
+                    "ckpt_last.pt and summary.json.")
     parser.add_argument("config", metavar="PRESET_OR_YAML", help="preset name (e.g. mnist-0.1/cc-ibp) or YAML path")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="dotted overrides, e.g. optim.lr=1e-3")
     parser.add_argument("--out", required=True, metavar="DIR", help="run folder (created; must be new unless --resume)")
