@@ -47,3 +47,22 @@ def test_show_config_unknown_key_is_a_clear_error(capsys):
 def test_unknown_preset_names_the_choices(capsys):
     assert main(["show-config", "mnist-9/none"]) == 2
     assert "mnist-0.1/cc-ibp" in capsys.readouterr().err
+
+
+
+def test_overrides_may_follow_options():
+    from torchcert.cli import _merge_late_overrides, build_parser
+
+    parser = build_parser()
+    argv = ["train", "mnist-0.1/cc-ibp", "--out", "somewhere", "run.seed=4", "optim.lr=0.002"]
+    args, extra = parser.parse_known_args(argv)
+    _merge_late_overrides(parser, args, extra)
+    assert args.out == "somewhere"
+    assert "run.seed=4" in args.overrides and "optim.lr=0.002" in args.overrides
+
+
+def test_unknown_flag_is_still_an_error(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["show-config", "mnist-0.1/cc-ibp", "--bogus"])
+    assert exit_info.value.code == 2
+    assert "--bogus" in capsys.readouterr().err

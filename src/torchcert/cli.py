@@ -37,7 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    _merge_late_overrides(parser, args, extra)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
     if not getattr(args, "run", None):
         parser.print_help()
@@ -47,6 +48,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except (ConfigError, FileNotFoundError, ValueError) as exc:
         print(f"torchcert {args.command}: error: {exc}", file=sys.stderr)
         return 2
+
+
+def _merge_late_overrides(parser: argparse.ArgumentParser, args: argparse.Namespace, extra: list) -> None:
+    """Accept ``key=value`` overrides after options too (``train P --out D a.b=1``), which argparse alone rejects."""
+    late = [item for item in extra if "=" in item and not item.startswith("-")]
+    if len(late) != len(extra) or (late and not hasattr(args, "overrides")):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if late:
+        args.overrides = [*(args.overrides or []), *late]
 
 
 if __name__ == "__main__":
