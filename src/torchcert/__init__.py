@@ -1,4 +1,57 @@
-"""torchcert: certified training and verification of neural networks against L-infinity perturbations."""
+"""torchcert: certified training and verification of neural networks against L-infinity perturbations.
+
+The public API (loaded lazily, so ``import torchcert`` and the CLI start fast)::
+
+    build_model, load_checkpoint                      # models with the original state_dict keys
+    load_dataset, dataset_info                         # uint8 datasets held on the device
+    Box, margin_matrix, input_box                      # bound values and specifications
+    ibp, crown, alpha_crown, capture_bn_stats          # bounds on C·f(x) over an input box
+    pgd                                                # the original PGD attack
+    ibp_loss, cc_ibp_loss, mtl_ibp_loss, exp_ibp_loss, sabr_box
+    train, TrainConfig                                 # a training run from a config
+    verify_sample, VerifyResult                        # the per-sample verification cascade
+"""
 from __future__ import annotations
 
+from importlib import import_module
+from typing import Any
+
 __version__ = "0.1.0"
+
+_EXPORTS = {
+    "build_model": "torchcert.models",
+    "list_models": "torchcert.models",
+    "load_checkpoint": "torchcert.models",
+    "save_checkpoint": "torchcert.models",
+    "load_dataset": "torchcert.data",
+    "dataset_info": "torchcert.data",
+    "Box": "torchcert.bounds",
+    "margin_matrix": "torchcert.bounds",
+    "input_box": "torchcert.bounds",
+    "ibp": "torchcert.bounds",
+    "crown": "torchcert.bounds",
+    "alpha_crown": "torchcert.bounds",
+    "capture_bn_stats": "torchcert.bounds",
+    "pgd": "torchcert.attacks",
+    "ibp_loss": "torchcert.losses",
+    "cc_ibp_loss": "torchcert.losses",
+    "mtl_ibp_loss": "torchcert.losses",
+    "exp_ibp_loss": "torchcert.losses",
+    "sabr_box": "torchcert.losses",
+    "train": "torchcert.train",
+    "TrainConfig": "torchcert.train",
+    "verify_sample": "torchcert.verify",
+    "VerifyResult": "torchcert.verify",
+}
+
+__all__ = ["__version__", *_EXPORTS]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'torchcert' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
