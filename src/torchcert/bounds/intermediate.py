@@ -20,6 +20,8 @@ from .patches import lower_bound as patch_lower_bound
 from .rules import flatten, relu
 
 Tile = Tuple[Tuple[slice, ...], object]
+#: cap on the elements of one dense coefficient tensor (rows x widest feature map), 32M floats = 128 MB
+MAX_ELEMENTS = 32 * 2 ** 20
 
 
 def _tiles(shape: Tuple[int, ...], frac: float, chunk: int) -> Iterator[Tile]:
@@ -59,7 +61,9 @@ def crown_neurons(layers: Sequence[Layer], box: Box, relaxations: Sequence[relu.
     if len(shape) == 3 and all(layer.rule is not flatten for layer in layers):
         return _map_neurons(layers, box, relaxations, Box(lower, upper), mask, 4 * chunk)
     frac = float(mask.flatten(1).float().mean(1).max())
-    for where, offset in _tiles(shape, frac, chunk):
+    widest = max(math.prod(layer.in_shape) for layer in layers) * lower.shape[0]
+    rows = max(1, min(chunk, MAX_ELEMENTS // (2 * widest)))
+    for where, offset in _tiles(shape, frac, rows):
         sub = mask[(slice(None),) + where]
         if not bool(sub.any()):
             continue
