@@ -6,10 +6,6 @@ beside the checkpoint, so an interrupted run resumes where it stopped; a summary
 from __future__ import annotations
 
 import argparse
-import json
-from pathlib import Path
-
-import torch
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -36,43 +32,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=run)
 
 
-def results_path(checkpoint: str, eps: float, methods: tuple) -> Path:
-    """Default results file: ``<dir>/<stem>_verify/eps<eps>_<m1-m2-...>.jsonl``."""
-    ckpt = Path(checkpoint)
-    return ckpt.parent / f"{ckpt.stem}_verify" / f"eps{eps:g}_{'-'.join(methods)}.jsonl"
-
-
 def run(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
+    from torchcert.verify.run import verify
 
-    from torchcert.verify.cascade import parse_methods, verify_sample
-    from torchcert.verify.results import ResultStore, format_table, record_of, summarise
-    from torchcert.verify.setup import build_setup
-
-    methods = parse_methods(args.methods)
-    setup = build_setup(args)
-    end = len(setup.split) if args.end < 0 else min(args.end, len(setup.split))
-    if not 0 <= args.start <= end:
-        raise ValueError(f"--start {args.start} must lie in [0, {end}] (the split has {len(setup.split)} samples)")
-    path = Path(args.out) if args.out else results_path(args.checkpoint, setup.eps, methods)
-    store = ResultStore(path, resume=not args.no_resume)
-    generator = torch.Generator(setup.device).manual_seed(args.seed)
-    indices = range(args.start, end)
-    bar = tqdm(indices, disable=args.no_progress, dynamic_ncols=True)
-    for idx in bar:
-        if idx in store:
-            continue
-        x, lower, upper, label = setup.sample(idx)
-        generator.manual_seed(args.seed * 1_000_003 + idx)  # per-sample seed: resumed runs give the same answers
-        result = verify_sample(setup.model, lower, upper, label, methods, args.timeout, x=x,
-                               pgd_steps=args.pgd_steps, pgd_step_size=args.pgd_step_size,
-                               spec_chunk=args.spec_batch, generator=generator)
-        store.add(record_of(idx, label, result))
-        done = store.select(range(args.start, idx + 1))
-        bar.set_description(f"verified {sum(r['verified'] for r in done)}/{len(done)}")
-    summary = summarise(store.select(indices))
-    summary.update({"eps": setup.eps, "methods": list(methods), "timeout": args.timeout, "start": args.start,
-                    "end": end, "results": str(path)})
-    path.with_name(path.stem + "_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    print(format_table(summary, methods))
+    summary = verify(args.checkpoint, args.preset, dataset=args.dataset, model=args.model,
+                     model_params=args.model_params, eps=args.eps, methods=args.methods, timeout=args.timeout,
+                     start=args.start, end=args.end, resume=not args.no_resume, data_dir=args.data_dir,
+                     device=args.device, dtype=args.dtype, out=args.out, pgd_steps=args.pgd_steps,
+                     pgd_step_size=args.pgd_step_size, spec_batch=args.spec_batch, seed=args.seed,
+                     progress=not args.no_progress)
+    print(summary["table"])
     return 0
