@@ -28,10 +28,6 @@ def golden_dir() -> Path:
     return shared_path("reference", "golden")
 
 
-@pytest.fixture(autouse=True)
-def _deterministic_threads():
-    """Tests are small: one thread avoids oversubscribing the 2-core CI machine."""
-    previous = torch.get_num_threads()
+def pytest_configure(config: pytest.Config) -> None:
+    """Tests are small: one thread (for every fixture scope) avoids oversubscribing the 2-core CI machine."""
     torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)

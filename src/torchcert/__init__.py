@@ -9,7 +9,7 @@ The public API (loaded lazily, so ``import torchcert`` and the CLI start fast)::
     pgd                                                # the original PGD attack
     ibp_loss, cc_ibp_loss, mtl_ibp_loss, exp_ibp_loss, sabr_box
     train, TrainConfig                                 # a training run from a config
-    verify_sample, VerifyResult                        # the per-sample verification cascade
+    verify, verify_sample, VerifyResult, branch_and_bound   # per-sample cascade and complete verification
 """
 from __future__ import annotations
 
@@ -40,7 +40,9 @@ _EXPORTS = {
     "sabr_box": "torchcert.losses",
     "train": "torchcert.train",
     "TrainConfig": "torchcert.train",
+    "verify": "torchcert.verify",
     "verify_sample": "torchcert.verify",
+    "branch_and_bound": "torchcert.verify",
     "VerifyResult": "torchcert.verify",
 }
 
