@@ -8,7 +8,7 @@ back-substitution of ``2 S`` rows.
 from __future__ import annotations
 
 import math
-from typing import Iterator, Sequence, Tuple
+from typing import Sequence, Tuple
 
 import torch
 from torch import Tensor
@@ -19,17 +19,8 @@ from .layers import Layer
 from .patches import lower_bound as patch_lower_bound
 from .rules import flatten, relu
 
-Tile = Tuple[Tuple[slice, ...], object]
 #: cap on the elements of one dense coefficient tensor (rows x widest feature map), 32M floats = 128 MB
 MAX_ELEMENTS = 32 * 2 ** 20
-
-
-def _tiles(shape: Tuple[int, ...], frac: float, chunk: int) -> Iterator[Tile]:
-    """(feature slices, window offset) of chunks of a vector holding about ``chunk`` selected neurons."""
-    size = max(1, int(chunk / max(frac, 1e-9)))
-    flat = math.prod(shape)
-    for f in range(0, flat, size):
-        yield (slice(f, min(f + size, flat)),), None
 
 
 def _unit_rows(mask: Tensor, dtype: torch.dtype) -> Tuple[Tensor, Tensor, Tensor]:
@@ -38,17 +29,21 @@ def _unit_rows(mask: Tensor, dtype: torch.dtype) -> Tuple[Tensor, Tensor, Tensor
     s = int(mask.sum(1).max())
     idx = torch.argsort(mask.to(torch.int8), dim=1, descending=True, stable=True)[:, :s]
     valid = mask.gather(1, idx)
-    rows = torch.zeros(batch, s, n, dtype=dtype, device=mask.device)
+    return _one_hot(idx, valid, n, dtype), idx, valid
+
+
+def _one_hot(idx: Tensor, valid: Tensor, n: int, dtype: torch.dtype) -> Tensor:
+    """``(S, B, n)`` with a one at ``idx[b, s]`` where ``valid``."""
+    batch, s = idx.shape
+    rows = torch.zeros(batch, s, n, dtype=dtype, device=idx.device)
     rows.scatter_(2, idx.unsqueeze(-1), valid.unsqueeze(-1).to(dtype))
-    return rows.transpose(0, 1), idx, valid
+    return rows.transpose(0, 1)
 
 
-def _write(target: Tensor, where: Tuple[slice, ...], idx: Tensor, valid: Tensor, values: Tensor) -> None:
-    """``target[:, where]`` (flattened per example) at ``idx`` := ``values`` where ``valid``."""
-    full = (slice(None),) + where
-    tile = target[full].reshape(target.shape[0], -1)
-    tile.scatter_(1, idx, torch.where(valid, values, tile.gather(1, idx)))
-    target[full] = tile.view(target[full].shape)
+def _write(target: Tensor, idx: Tensor, valid: Tensor, values: Tensor) -> None:
+    """``target`` (flattened per example) at ``idx`` ``(B, S)`` := ``values`` where ``valid``."""
+    flat = target.view(target.shape[0], -1)
+    flat.scatter_(1, idx, torch.where(valid, values, flat.gather(1, idx)))
 
 
 def crown_neurons(layers: Sequence[Layer], box: Box, relaxations: Sequence[relu.Relaxation],
@@ -60,19 +55,19 @@ def crown_neurons(layers: Sequence[Layer], box: Box, relaxations: Sequence[relu.
     shape = tuple(lower.shape[1:])
     if len(shape) == 3 and all(layer.rule is not flatten for layer in layers):
         return _map_neurons(layers, box, relaxations, Box(lower, upper), mask, 4 * chunk)
-    frac = float(mask.flatten(1).float().mean(1).max())
     widest = max(math.prod(layer.in_shape) for layer in layers) * lower.shape[0]
     rows = max(1, min(chunk, MAX_ELEMENTS // (2 * widest)))
-    for where, offset in _tiles(shape, frac, rows):
-        sub = mask[(slice(None),) + where]
-        if not bool(sub.any()):
-            continue
-        rows, idx, valid = _unit_rows(sub.reshape(sub.shape[0], -1), lower.dtype)
-        A = rows.reshape(rows.shape[:2] + sub.shape[1:])
-        bound = lower_bound(layers, torch.cat([A, -A]), offset, box, relaxations)
+    flat = mask.reshape(mask.shape[0], -1)
+    count = int(flat.sum(1).max())
+    order = torch.argsort(flat.to(torch.int8), dim=1, descending=True, stable=True)[:, :count]
+    for start in range(0, count, rows):
+        idx = order[:, start:start + rows]
+        valid = flat.gather(1, idx)
+        A = _one_hot(idx, valid, flat.shape[1], lower.dtype).reshape((idx.shape[1], idx.shape[0]) + shape)
+        bound = lower_bound(layers, torch.cat([A, -A]), None, box, relaxations)
         s = A.shape[0]
-        _write(lower, where, idx, valid, bound[:s].t())
-        _write(upper, where, idx, valid, -bound[s:].t())
+        _write(lower, idx, valid, bound[:s].t())
+        _write(upper, idx, valid, -bound[s:].t())
     return Box(lower, upper)
 
 
