@@ -16,20 +16,18 @@ from torch import Tensor
 from .backsub import lower_bound
 from .box import Box
 from .layers import Layer
-from .patches import lower_bound as patch_lower_bound
-from .rules import flatten, relu
+from .patches import lower_bound as patch_lower_bound, unit_conv_rows
+from .rules import conv, flatten, relu
 
 #: cap on the elements of one dense coefficient tensor (rows x widest feature map), 32M floats = 128 MB
 MAX_ELEMENTS = 32 * 2 ** 20
 
 
-def _unit_rows(mask: Tensor, dtype: torch.dtype) -> Tuple[Tensor, Tensor, Tensor]:
-    """Rows ``e_i`` for the selected neurons of each example: ``(S, B, n)``, indices ``(B, S)``, valid."""
-    batch, n = mask.shape
+def _unit_rows(mask: Tensor) -> Tuple[Tensor, Tensor]:
+    """Indices ``(B, S)`` of the selected neurons of each example (padded) and which are valid."""
     s = int(mask.sum(1).max())
     idx = torch.argsort(mask.to(torch.int8), dim=1, descending=True, stable=True)[:, :s]
-    valid = mask.gather(1, idx)
-    return _one_hot(idx, valid, n, dtype), idx, valid
+    return idx, mask.gather(1, idx)
 
 
 def _one_hot(idx: Tensor, valid: Tensor, n: int, dtype: torch.dtype) -> Tensor:
@@ -81,14 +79,23 @@ def _map_neurons(layers: Sequence[Layer], box: Box, relaxations: Sequence[relu.R
     for start in range(0, positions.shape[0], step):
         b, y, x = positions[start:start + step].unbind(1)
         selected = mask[b, :, y, x]
-        rows, idx, valid = _unit_rows(selected, lower.dtype)
-        A = rows.transpose(0, 1)
-        A = torch.cat([A, -A], 1).view(A.shape[0], -1, A.shape[2], 1, 1)
-        bound = patch_lower_bound(layers, (A, b, y, x), box, relaxations)
+        bound, idx, valid = _position_bounds(layers, box, relaxations, selected, (b, y, x))
         s = idx.shape[1]
         _write_map(lower, b, y, x, idx, valid, bound[:, :s])
         _write_map(upper, b, y, x, idx, valid, -bound[:, s:])
     return Box(lower, upper)
+
+
+def _position_bounds(layers: Sequence[Layer], box: Box, relaxations: Sequence[relu.Relaxation],
+                     selected: Tensor, where: Tuple[Tensor, Tensor, Tensor]):
+    """Lower bounds ``(P, 2S)`` of ``+-`` the selected neurons ``(P, C)`` at positions ``where``."""
+    idx, valid = _unit_rows(selected)
+    if layers[-1].rule is conv and layers[-1].op.groups == 1:
+        rows, bias = unit_conv_rows(layers[-1].op, idx, valid, *where, layers[-1].in_shape)
+        return patch_lower_bound(layers[:-1], rows, box, relaxations, bias), idx, valid
+    A = _one_hot(idx, valid, selected.shape[1], box.lower.dtype).transpose(0, 1)
+    A = torch.cat([A, -A], 1).view(A.shape[0], -1, A.shape[2], 1, 1)
+    return patch_lower_bound(layers, (A,) + tuple(where), box, relaxations), idx, valid
 
 
 def _write_map(target: Tensor, b: Tensor, y: Tensor, x: Tensor, idx: Tensor, valid: Tensor,

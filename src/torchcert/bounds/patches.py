@@ -9,7 +9,7 @@ once per position and broadcast over its rows.
 """
 from __future__ import annotations
 
-from typing import Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -41,29 +41,68 @@ def _inside(o: Tensor, length: int, size: int) -> Tensor:
     return (pos >= 0) & (pos < size)
 
 
+def _border(rows: Rows, out: Tensor, in_shape: Tuple[int, ...]) -> Tensor:
+    """Zero the entries of ``out (P, R, C, ph, pw)`` that fall outside the ``in_shape`` map."""
+    _, _, oy, ox = rows
+    mask = _inside(oy, out.shape[3], in_shape[1]).unsqueeze(2) & _inside(ox, out.shape[4], in_shape[2]).unsqueeze(1)
+    if bool(mask.all()):
+        return out
+    return out.mul_(mask.view(out.shape[0], 1, 1, *mask.shape[1:]).to(out.dtype))
+
+
+def _transpose(op: conv.ConvOp, A: Tensor) -> Tensor:
+    """``conv_transpose2d`` without padding; stride 2 as four stride-1 phases (faster on CPU)."""
+    kh, kw = op.weight.shape[-2:]
+    if op.stride != (2, 2) or op.dilation != (1, 1) or kh % 2 == 0 or kw % 2 == 0:
+        return F.conv_transpose2d(A, op.weight, None, op.stride, 0, 0, op.groups, op.dilation)
+    h, w = (A.shape[-2] - 1) * 2 + kh, (A.shape[-1] - 1) * 2 + kw
+    out = A.new_empty(A.shape[0], op.weight.shape[1] * op.groups, h, w)
+    for py in (0, 1):
+        for px in (0, 1):
+            out[:, :, py::2, px::2] = F.conv_transpose2d(A, op.weight[:, :, py::2, px::2], None, 1, 0, 0,
+                                                         op.groups)
+    return out
+
+
 def _conv_back(op: conv.ConvOp, rows: Rows, in_shape: Tuple[int, ...]) -> Tuple[Rows, Tensor]:
     A, bidx, oy, ox = rows
     p, r = A.shape[:2]
     bias = A.sum((3, 4)) @ op.bias
-    out = F.conv_transpose2d(A.reshape((p * r,) + A.shape[2:]), op.weight, None, op.stride, 0, 0,
-                             op.groups, op.dilation)
+    out = _transpose(op, A.reshape((p * r,) + A.shape[2:]))
     out = out.view((p, r) + out.shape[1:])
     oy, ox = oy * op.stride[0] - op.padding[0], ox * op.stride[1] - op.padding[1]
-    mask = _inside(oy, out.shape[3], in_shape[1]).unsqueeze(2) & _inside(ox, out.shape[4], in_shape[2]).unsqueeze(1)
-    if not bool(mask.all()):
-        out = out * mask.view(p, 1, 1, *mask.shape[1:]).to(out.dtype)
-    return (out, bidx, oy, ox), bias
+    rows = (out, bidx, oy, ox)
+    return (_border(rows, out, in_shape), bidx, oy, ox), bias
+
+
+def unit_conv_rows(op: conv.ConvOp, channels: Tensor, valid: Tensor, bidx: Tensor, y: Tensor, x: Tensor,
+                   in_shape: Tuple[int, ...]) -> Tuple[Rows, Tensor]:
+    """Rows ``+-e_c`` at output positions ``(b, y, x)`` moved back through a conv: the kernels ``+-W_c``.
+
+    ``channels``, ``valid``: ``(P, S)``. Returns rows ``(P, 2S, Cin, kh, kw)`` (first the ``+`` then the
+    ``-`` rows; invalid ones zero) and their bias ``(P, 2S)``, as :func:`_conv_back` of the unit rows.
+    """
+    if op.groups != 1:
+        raise ValueError("unit_conv_rows needs groups=1")
+    sign = valid.to(op.weight.dtype)
+    A = op.weight[channels] * sign.view(sign.shape + (1, 1, 1))
+    bias = op.bias[channels] * sign
+    oy, ox = y * op.stride[0] - op.padding[0], x * op.stride[1] - op.padding[1]
+    A = torch.cat([A, -A], 1)
+    rows = (A, bidx, oy, ox)
+    return (_border(rows, A, in_shape), bidx, oy, ox), torch.cat([bias, -bias], 1)
 
 
 def _relu_back(relax: relu.Relaxation, rows: Rows) -> Tuple[Rows, Tensor]:
-    """``A -> A+ a_l + A- a_u``, bias ``sum A- b_u`` with the windows of the relaxation."""
+    """``A -> A a_l + A- (a_u - a_l)`` (= ``A+ a_l + A- a_u``), bias ``sum A- b_u``."""
     A, bidx, oy, ox = rows
     ph, pw = A.shape[3:]
-    stacked = torch.cat([relax.lower_slope, relax.upper_slope, relax.upper_intercept], 1)
-    lower, upper, intercept = gather(stacked, bidx, oy, ox, ph, pw).chunk(3, 2)
+    stacked = torch.cat([relax.lower_slope, relax.upper_slope - relax.lower_slope, relax.upper_intercept], 1)
+    lower, gap, intercept = gather(stacked, bidx, oy, ox, ph, pw).chunk(3, 2)
     p, r = A.shape[:2]
-    bias = (A.clamp(max=0).view(p, r, -1) @ intercept.reshape(p, -1, 1)).view(p, r)
-    return (A * torch.where(A >= 0, lower, upper), bidx, oy, ox), bias
+    neg = A.clamp(max=0)
+    bias = (neg.view(p, r, -1) @ intercept.reshape(p, -1, 1)).view(p, r)
+    return ((A * lower).addcmul_(neg, gap), bidx, oy, ox), bias
 
 
 def _step(layer: Layer, relax, rows: Rows) -> Tuple[Rows, Tensor]:
@@ -81,10 +120,10 @@ def _step(layer: Layer, relax, rows: Rows) -> Tuple[Rows, Tensor]:
 
 
 def lower_bound(layers: Sequence[Layer], rows: Rows, box: Box,
-                relaxations: Sequence[relu.Relaxation]) -> Tensor:
-    """Lower bound ``(P, R)`` of each row's ``A . layers(x)`` over ``box`` (feature-map layers only)."""
+                relaxations: Sequence[relu.Relaxation], bias: Optional[Tensor] = None) -> Tensor:
+    """Lower bound ``(P, R)`` of each row's ``A . layers(x) + bias`` over ``box`` (feature-map layers)."""
     j = sum(layer.rule is relu for layer in layers)
-    bias = rows[0].new_zeros(rows[0].shape[:2])
+    bias = rows[0].new_zeros(rows[0].shape[:2]) if bias is None else bias
     for layer in reversed(layers):
         if layer.rule is relu:
             j -= 1
@@ -94,4 +133,6 @@ def lower_bound(layers: Sequence[Layer], rows: Rows, box: Box,
     ph, pw = A.shape[3:]
     center = gather(box.center, bidx, oy, ox, ph, pw)
     radius = gather(box.radius, bidx, oy, ox, ph, pw)
-    return (A * center).sum((2, 3, 4)) - (A.abs() * radius).sum((2, 3, 4)) + bias
+    p, r = A.shape[:2]
+    value = A.view(p, r, -1) @ center.reshape(p, -1, 1) - A.abs().view(p, r, -1) @ radius.reshape(p, -1, 1)
+    return value.view(p, r) + bias

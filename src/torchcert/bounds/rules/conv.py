@@ -13,7 +13,8 @@ from ._window import Offset
 
 @dataclass(frozen=True)
 class ConvOp:
-    """``weight (Cout, Cin/groups, kh, kw)``, ``bias (Cout,)``; ``ibp_weight`` stacks ``W`` and ``|W|``."""
+    """``weight (Cout, Cin/groups, kh, kw)``, ``bias (Cout,)``; ``ibp_weight`` stacks ``W`` and ``|W|``
+    (``ibp_weight[Cout:]`` is ``|W|``)."""
 
     weight: Tensor
     bias: Tensor
@@ -57,11 +58,12 @@ def forward(op: ConvOp, x: Tensor) -> Tensor:
 
 
 def ibp(op: ConvOp, center: Tensor, radius: Tensor) -> Tuple[Tensor, Tensor]:
-    """``c' = W * c + b``, ``r' = |W| * r`` in ONE grouped convolution over ``[c, r]`` channels."""
-    out = F.conv2d(torch.cat([center, radius], 1), op.ibp_weight, op.ibp_bias, op.stride, op.padding,
-                   op.dilation, 2 * op.groups)
+    """``c' = W * c + b``, ``r' = |W| * r``: two convolutions (measured faster on CPU than one grouped
+    convolution over ``[c, r]`` channels for CNN7 at batch 128)."""
     c_out = op.weight.shape[0]
-    return out[:, :c_out], out[:, c_out:]
+    c = F.conv2d(center, op.weight, op.bias, op.stride, op.padding, op.dilation, op.groups)
+    r = F.conv2d(radius, op.ibp_weight[c_out:], None, op.stride, op.padding, op.dilation, op.groups)
+    return c, r
 
 
 def _input_range(start: int, length: int, size: int, k: int, s: int, p: int, d: int) -> Tuple[int, int, int]:

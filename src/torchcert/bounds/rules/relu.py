@@ -45,8 +45,8 @@ def forward(op: ReluOp, x: Tensor) -> Tensor:
 
 def ibp(op: ReluOp, center: Tensor, radius: Tensor) -> Tuple[Tensor, Tensor]:
     """``[relu(c - r), relu(c + r)]`` in centre/radius form."""
-    lower, upper = torch.relu(center - radius), torch.relu(center + radius)
-    return (upper + lower) / 2, (upper - lower) / 2
+    lower, upper = (center - radius).relu_(), (center + radius).relu_()
+    return (upper + lower).mul_(0.5), (upper - lower).mul_(0.5)
 
 
 def unstable(pre: Box) -> Tensor:
@@ -68,11 +68,11 @@ def relaxation(pre: Box, lower_slope: Optional[Tensor] = None) -> Relaxation:
 
 
 def backward(relax: Relaxation, A: Tensor, offset: Offset, in_shape: Tuple[int, ...]) -> Tuple[Tensor, Tensor, Offset]:
-    """Lower-bound back-substitution: ``A -> A+ a_l + A- a_u``, bias ``sum A- b_u``."""
+    """Lower-bound back-substitution: ``A -> A+ a_l + A- a_u = A a_l + A- (a_u - a_l)``, bias ``sum A- b_u``."""
     size = A.shape[2:]
     lower = crop(relax.lower_slope, offset, size)
     upper = crop(relax.upper_slope, offset, size)
     intercept = crop(relax.upper_intercept, offset, size)
-    pos, neg = A.clamp(min=0), A.clamp(max=0)
+    neg = A.clamp(max=0)
     bias = (neg * intercept).sum(tuple(range(2, A.dim())))
-    return pos * lower + neg * upper, bias, offset
+    return torch.addcmul(A * lower, neg, upper - lower), bias, offset
