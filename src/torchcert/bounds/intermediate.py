@@ -52,7 +52,7 @@ def crown_neurons(layers: Sequence[Layer], box: Box, relaxations: Sequence[relu.
         return Box(lower, upper)
     shape = tuple(lower.shape[1:])
     if len(shape) == 3 and all(layer.rule is not flatten for layer in layers):
-        return _map_neurons(layers, box, relaxations, Box(lower, upper), mask, 4 * chunk)
+        return _map_neurons(layers, box, relaxations, Box(lower, upper), mask, chunk)
     widest = max(math.prod(layer.in_shape) for layer in layers) * lower.shape[0]
     rows = max(1, min(chunk, MAX_ELEMENTS // (2 * widest)))
     flat = mask.reshape(mask.shape[0], -1)

@@ -23,6 +23,21 @@ from .rules._window import channel_view
 Rows = Tuple[Tensor, Tensor, Tensor, Tensor]  # A (P, R, C, ph, pw), example, oy, ox (P,)
 
 
+def channels_last(t: Tensor) -> Tensor:
+    """``t (P, R, C, h, w)`` with channels-last memory (same values; transposed convolutions run faster)."""
+    return t.permute(0, 1, 3, 4, 2).contiguous().permute(0, 1, 4, 2, 3)
+
+
+def _flat(t: Tensor) -> Tensor:
+    """``(P, R, C, h, w) -> (P, R, h w C)``: a view for channels-last ``t``; a consistent order always."""
+    return t.permute(0, 1, 3, 4, 2).reshape(t.shape[0], t.shape[1], -1)
+
+
+def _dot(A: Tensor, v: Tensor) -> Tensor:
+    """``sum_{c,y,x} A[p, r] v[p, 0]`` for ``A (P, R, C, h, w)``, ``v (P, 1, C, h, w)``: ``(P, R)``."""
+    return (_flat(A) @ _flat(v).transpose(1, 2)).squeeze(2)
+
+
 def gather(maps: Tensor, bidx: Tensor, oy: Tensor, ox: Tensor, ph: int, pw: int) -> Tensor:
     """Windows ``maps[b, :, oy:oy+ph, ox:ox+pw]`` per position (zero outside): ``(P, 1, C, ph, pw)``."""
     batch, channels, h, w = maps.shape
@@ -56,7 +71,8 @@ def _transpose(op: conv.ConvOp, A: Tensor) -> Tensor:
     if op.stride != (2, 2) or op.dilation != (1, 1) or kh % 2 == 0 or kw % 2 == 0:
         return F.conv_transpose2d(A, op.weight, None, op.stride, 0, 0, op.groups, op.dilation)
     h, w = (A.shape[-2] - 1) * 2 + kh, (A.shape[-1] - 1) * 2 + kw
-    out = A.new_empty(A.shape[0], op.weight.shape[1] * op.groups, h, w)
+    out = torch.empty(A.shape[0], op.weight.shape[1] * op.groups, h, w, dtype=A.dtype, device=A.device,
+                      memory_format=torch.channels_last)
     for py in (0, 1):
         for px in (0, 1):
             out[:, :, py::2, px::2] = F.conv_transpose2d(A, op.weight[:, :, py::2, px::2], None, 1, 0, 0,
@@ -88,7 +104,7 @@ def unit_conv_rows(op: conv.ConvOp, channels: Tensor, valid: Tensor, bidx: Tenso
     A = op.weight[channels] * sign.view(sign.shape + (1, 1, 1))
     bias = op.bias[channels] * sign
     oy, ox = y * op.stride[0] - op.padding[0], x * op.stride[1] - op.padding[1]
-    A = torch.cat([A, -A], 1)
+    A = channels_last(torch.cat([A, -A], 1))
     rows = (A, bidx, oy, ox)
     return (_border(rows, A, in_shape), bidx, oy, ox), torch.cat([bias, -bias], 1)
 
@@ -98,10 +114,9 @@ def _relu_back(relax: relu.Relaxation, rows: Rows) -> Tuple[Rows, Tensor]:
     A, bidx, oy, ox = rows
     ph, pw = A.shape[3:]
     stacked = torch.cat([relax.lower_slope, relax.upper_slope - relax.lower_slope, relax.upper_intercept], 1)
-    lower, gap, intercept = gather(stacked, bidx, oy, ox, ph, pw).chunk(3, 2)
-    p, r = A.shape[:2]
+    lower, gap, intercept = channels_last(gather(stacked, bidx, oy, ox, ph, pw)).chunk(3, 2)
     neg = A.clamp(max=0)
-    bias = (neg.view(p, r, -1) @ intercept.reshape(p, -1, 1)).view(p, r)
+    bias = _dot(neg, intercept)
     return ((A * lower).addcmul_(neg, gap), bidx, oy, ox), bias
 
 
@@ -133,6 +148,4 @@ def lower_bound(layers: Sequence[Layer], rows: Rows, box: Box,
     ph, pw = A.shape[3:]
     center = gather(box.center, bidx, oy, ox, ph, pw)
     radius = gather(box.radius, bidx, oy, ox, ph, pw)
-    p, r = A.shape[:2]
-    value = A.view(p, r, -1) @ center.reshape(p, -1, 1) - A.abs().view(p, r, -1) @ radius.reshape(p, -1, 1)
-    return value.view(p, r) + bias
+    return _dot(A, center) - _dot(A.abs(), radius) + bias
