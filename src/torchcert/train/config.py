@@ -122,6 +122,7 @@ class OptimConfig:
 class RunConfig:
     """--num-epochs, --seed (config default 100), --device, TF32 (off unless asked), --test-interval.
 
+    ``progress``: live progress bars (shown only on a terminal; logs get one line per epoch).
     ``threads``: CPU threads for PyTorch (None keeps PyTorch's default; 1 is fastest for tiny networks).
     """
 

@@ -125,7 +125,7 @@ def evaluate(cfg: TrainConfig, model: nn.Module, split: Split, settings: StepSet
     meter, generator = Meter(), torch.Generator(device).manual_seed(cfg.run.seed)
     batches = iterate_batches(split, cfg.test_batch_size)
     total = math.ceil(len(split) / cfg.test_batch_size)
-    for images, labels in tqdm(batches, total=total, desc="[test]", disable=not progress, leave=False):
+    for images, labels in tqdm(batches, total=total, desc="[test]", disable=None if progress else True, leave=False):
         eval_step(model, normalize(images, split.info), labels, cfg.eps.value, settings, meter,
                   cfg.attack.test_steps, cfg.attack.test_step_size, generator)
     model.train()
@@ -142,7 +142,7 @@ def train_epoch(cfg: TrainConfig, model: nn.Module, optimizer: torch.optim.Optim
     meter, eps = Meter(), 0.0
     epoch_length = math.ceil(len(split) / cfg.data.batch_size)
     bar = tqdm(train_batches(cfg, split, generators["data"]), total=epoch_length, desc=f"[train] epoch {epoch}",
-               disable=not cfg.run.progress, dynamic_ncols=True)
+               disable=None if cfg.run.progress else True, dynamic_ncols=True)
     for i, (x, labels) in enumerate(bar):
         b = batch_eps(cfg, step, epoch, epoch_length)
         train_step(model, optimizer, x, labels, b, settings, meter, generators["attack"])

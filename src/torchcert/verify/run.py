@@ -52,7 +52,7 @@ def _verify_range(setup: EvalSetup, methods: tuple, timeout: float, start: int, 
     if not 0 <= start <= end:
         raise ValueError(f"start {start} must lie in [0, {end}] (the split has {len(setup.split)} samples)")
     generator = torch.Generator(setup.device)
-    bar = tqdm(range(start, end), disable=not progress, dynamic_ncols=True)
+    bar = tqdm(range(start, end), disable=None if progress else True, dynamic_ncols=True)
     for idx in bar:
         if idx in store:
             continue
