@@ -1,0 +1,84 @@
+"""The fast CROWN paths agree with the plain rule-by-rule back-substitution (float64).
+
+Feature-map neurons are bounded with per-position patches (``patches``: first conv by indexing, stride-2
+transposed convolutions in phases, channels-last rows); here every neuron is also bounded one at a time
+through the rules' own ``backward`` (``backsub.lower_bound`` on a full-map unit row), with the same
+relaxations, and the two must agree. Chunk sizes must not change any bound.
+"""
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from nets import conv_net, mlp, random_box
+from torchcert.bounds import Box, crown, crown_relu_bounds
+from torchcert.bounds.backsub import lower_bound, relu_positions
+from torchcert.bounds.layers import build_layers
+from torchcert.bounds.rules import relu
+
+
+def _cnn(seed: int) -> nn.Sequential:
+    """Conv-BN-ReLU blocks (stride 1 and 2, groups 1) like cnn_7layer, then a small dense head."""
+    torch.manual_seed(seed)
+    model = nn.Sequential(
+        nn.Conv2d(2, 3, 3, 1, 1), nn.BatchNorm2d(3), nn.ReLU(),
+        nn.Conv2d(3, 4, 3, 1, 1), nn.ReLU(),
+        nn.Conv2d(4, 4, 3, 2, 1), nn.BatchNorm2d(4), nn.ReLU(),
+        nn.Conv2d(4, 3, 3, 1, 1), nn.ReLU(),
+        nn.Flatten(), nn.Linear(3 * 4 * 4, 6), nn.ReLU(), nn.Linear(6, 3)).double()
+    gen = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            with torch.no_grad():
+                m.running_mean.copy_(0.3 * torch.randn(m.num_features, generator=gen, dtype=torch.float64))
+                m.running_var.copy_(0.5 + torch.rand(m.num_features, generator=gen, dtype=torch.float64))
+    return model.eval()
+
+
+def _one_by_one(layers, box: Box, bounds) -> list:
+    """Bounds of every ReLU input, each neuron by its own full-map back-substitution (rules' backward)."""
+    out = [bounds[0]]
+    positions = relu_positions(layers)
+    relax = [relu.relaxation(b) for b in bounds]
+    for j in range(1, len(positions)):
+        shape = tuple(bounds[j].lower.shape[1:])
+        n = bounds[j].lower[0].numel()
+        eye = torch.eye(n, dtype=torch.float64).view((n, 1) + shape).expand((n, box.lower.shape[0]) + shape)
+        offset = (0, 0) if len(shape) == 3 else None
+        A = torch.cat([eye, -eye])
+        lb = lower_bound(layers[:positions[j]], A, offset, box, relax[:j])
+        out.append(Box(lb[:n].t().reshape(bounds[j].lower.shape), -lb[n:].t().reshape(bounds[j].lower.shape)))
+    return out
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_patch_bounds_equal_one_neuron_at_a_time(seed):
+    model = _cnn(seed)
+    box = random_box(seed, (2, 2, 8, 8), 0.3)
+    with torch.no_grad():
+        fast = crown_relu_bounds(model, box, neurons="all")
+        layers = build_layers(model, (2, 8, 8), torch.float64)
+        slow = _one_by_one(layers, box, fast)
+    unstable = sum(int(relu.unstable(b).sum()) for b in fast[1:])
+    assert unstable > 0, "the case must have unstable neurons to be a test of the relaxation"
+    for a, b in zip(fast, slow):
+        torch.testing.assert_close(a.lower, b.lower, rtol=1e-9, atol=1e-9)
+        torch.testing.assert_close(a.upper, b.upper, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("kind", ["cnn", "conv_net", "mlp"])
+def test_chunk_size_does_not_change_bounds(kind):
+    if kind == "cnn":
+        model, box = _cnn(3), random_box(3, (2, 2, 8, 8), 0.3)
+    elif kind == "conv_net":
+        model, box = conv_net(3, bn=True), random_box(3, (2, 2, 6, 6), 0.3)
+    else:
+        model, box = mlp(3, (4, 9, 7, 3)), random_box(3, (2, 4), 0.5)
+    C = torch.randn(2, 2, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        ref = crown(model, box, C, neurons="all", bound_upper=True)
+        for chunk in (1, 3):
+            got = crown(model, box, C, neurons="all", bound_upper=True, chunk=chunk)
+            torch.testing.assert_close(got.lower, ref.lower, rtol=1e-10, atol=1e-10)
+            torch.testing.assert_close(got.upper, ref.upper, rtol=1e-10, atol=1e-10)
