@@ -34,3 +34,20 @@ def test_quickstart_prints_verified_accuracy_table(tmp_path, capsys):
     text = capsys.readouterr().out
     for row in ("clean", "PGD", "verified (IBP)", "verified (CROWN)"):
         assert row in text
+
+
+def test_download_flag_reaches_the_dataset_loader(monkeypatch, tmp_path):
+    """`torchcert train --download` asks load_dataset to fetch missing files (the fetch itself is tested in
+    tests/data against a loopback server)."""
+    import torchcert.train.run as run_module
+    from torchcert.cli import main
+
+    seen = []
+
+    def fake_load_dataset(name, split, data_dir=None, device="cpu", download=False):
+        seen.append((name, split, download))
+        raise FileNotFoundError("stop here")
+
+    monkeypatch.setattr(run_module, "load_dataset", fake_load_dataset)
+    assert main(["train", "mnist-0.1/cc-ibp-small", "--out", str(tmp_path / "run"), "--download"]) == 2
+    assert seen == [("mnist", "train", True)]

@@ -9,12 +9,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "train", help="train a certifiably robust network from a preset or YAML file",
         description="Train with a preset (see `torchcert presets`) or a YAML file, plus dotted key=value overrides. "
-                    "Put the key=value overrides before the --options. The run folder gets config.yaml, metrics.jsonl, "
+                    "The run folder gets config.yaml, metrics.jsonl, "
                     "ckpt_last.pt and summary.json.")
     parser.add_argument("config", metavar="PRESET_OR_YAML", help="preset name (e.g. mnist-0.1/cc-ibp) or YAML path")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="dotted overrides, e.g. optim.lr=1e-3")
     parser.add_argument("--out", required=True, metavar="DIR", help="run folder (created; must be new unless --resume)")
     parser.add_argument("--data-dir", metavar="DIR", help="dataset folder (default ./data/<dataset>)")
+    parser.add_argument("--download", action="store_true",
+                        help="download a missing dataset (MNIST, CIFAR-10; checksum-verified) into --data-dir")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), help="overrides run.device")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     parser.set_defaults(run=run)
@@ -26,6 +28,7 @@ def run(args: argparse.Namespace) -> int:
     from torchcert.train.run import train
 
     config = load_config(TrainConfig, args.config, args.overrides)
-    result = train(config, args.out, data_dir=args.data_dir, device=args.device, resume=args.resume)
+    result = train(config, args.out, data_dir=args.data_dir, device=args.device, resume=args.resume,
+                   download=args.download)
     print(json.dumps(result.summary, indent=2))
     return 0

@@ -54,14 +54,16 @@ def resolve_device(name: Optional[str]) -> torch.device:
     return torch.device(name)
 
 
-def load_splits(cfg: TrainConfig, data_dir: Optional[PathLike], device: torch.device) -> Tuple[Split, Split]:
-    """Training and test splits on ``device`` (test = held-out training part when ``valid_share`` is set)."""
+def load_splits(cfg: TrainConfig, data_dir: Optional[PathLike], device: torch.device,
+                download: bool = False) -> Tuple[Split, Split]:
+    """Training and test splits on ``device`` (test = held-out training part when ``valid_share`` is set);
+    ``download`` fetches missing MNIST/CIFAR-10 files (checksum-verified)."""
     name = cfg.data.dataset
-    train_split = load_dataset(name, "train", data_dir, device=device)
+    train_split = load_dataset(name, "train", data_dir, device=device, download=download)
     if cfg.data.valid_share is not None:
         train_split, test_split = train_valid_split(train_split, cfg.data.valid_share)
     else:
-        test_split = load_dataset(name, "test", data_dir, device=device)
+        test_split = load_dataset(name, "test", data_dir, device=device, download=download)
     if cfg.data.train_limit is not None:
         train_split = train_split.subset(slice(0, cfg.data.train_limit))
     if cfg.data.test_limit is not None:
@@ -153,8 +155,9 @@ def train_epoch(cfg: TrainConfig, model: nn.Module, optimizer: torch.optim.Optim
 
 
 def train(config: TrainConfig, out_dir: PathLike, data_dir: Optional[PathLike] = None,
-          device: Optional[str] = None, resume: bool = False) -> RunResult:
-    """Train as ``config`` says, writing the run folder ``out_dir``; ``resume`` continues from its checkpoint."""
+          device: Optional[str] = None, resume: bool = False, download: bool = False) -> RunResult:
+    """Train as ``config`` says, writing the run folder ``out_dir``; ``resume`` continues from its checkpoint;
+    ``download`` fetches a missing dataset (MNIST, CIFAR-10) with checksum verification."""
     config.validate()
     cfg, out = config, Path(out_dir)
     dev = resolve_device(device or cfg.run.device)
@@ -163,7 +166,7 @@ def train(config: TrainConfig, out_dir: PathLike, data_dir: Optional[PathLike] =
     if cfg.run.threads is not None:
         torch.set_num_threads(cfg.run.threads)
     torch.manual_seed(cfg.run.seed)
-    train_split, test_split = load_splits(cfg, data_dir, dev)
+    train_split, test_split = load_splits(cfg, data_dir, dev, download)
     model = build_model_for(cfg, dev)
     optimizer = build_optimizer(cfg, model)
     generators = {"data": torch.Generator().manual_seed(cfg.run.seed),

@@ -50,6 +50,8 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model-params", default="", metavar="k=v,...", help="model options, e.g. num_class=1000")
     parser.add_argument("--eps", type=float, help="L-inf radius on the [0, 1] pixel scale (default: the preset's)")
     parser.add_argument("--data-dir", metavar="DIR", help="dataset folder (default ./data/<dataset>)")
+    parser.add_argument("--download", action="store_true",
+                        help="download a missing dataset (MNIST, CIFAR-10; checksum-verified) into --data-dir")
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="device (default cpu)")
     parser.add_argument("--dtype", default="float32", choices=tuple(DTYPES), help="precision of the bounds")
 
@@ -102,15 +104,16 @@ def build_setup(args: argparse.Namespace, split: str = "test", valid_share: Opti
     model = build_model(name, info.in_ch, info.in_dim, options.pop("num_class", info.num_class), **options)
     load_state_dict_strict(model, load_checkpoint(args.checkpoint)["state_dict"])
     model = model.to(device=device, dtype=dtype).eval()
-    data = _load_split(dataset, split, args.data_dir, valid_share)
+    data = _load_split(dataset, split, args.data_dir, valid_share, getattr(args, "download", False))
     return EvalSetup(model, info, data, eps, device, dtype, config)
 
 
-def _load_split(dataset: str, split: str, data_dir: Optional[str], valid_share: Optional[float]) -> Split:
+def _load_split(dataset: str, split: str, data_dir: Optional[str], valid_share: Optional[float],
+                download: bool = False) -> Split:
     if split == "valid":
         if valid_share is None:
             raise ValueError("the validation split needs --valid-share (the share of training data kept for training)")
-        return train_valid_split(load_dataset(dataset, "train", data_dir), valid_share)[1]
+        return train_valid_split(load_dataset(dataset, "train", data_dir, download=download), valid_share)[1]
     if split not in ("train", "test"):
         raise ValueError(f"unknown split {split!r}; valid: train, test, valid")
-    return load_dataset(dataset, split, data_dir)
+    return load_dataset(dataset, split, data_dir, download=download)
