@@ -57,7 +57,7 @@ def _check_options(relu_bounds: Optional[Sequence[Box]], count: int, intermediat
 
 def layer_bounds(layers: Sequence[Layer], box: Box, intermediate: str = "crown",
                  relu_bounds: Optional[Sequence[Box]] = None, neurons: str = "unstable",
-                 chunk: int = 512) -> List[Box]:
+                 chunk: Optional[int] = None) -> List[Box]:
     """Pre-activation box of every ReLU in ``layers`` (see the module docstring)."""
     positions = relu_positions(layers)
     _check_options(relu_bounds, len(positions), intermediate, neurons)
@@ -110,7 +110,7 @@ def _numel(shape: Tuple[int, ...]) -> int:
 
 def crown_relu_bounds(model: nn.Module, box: Box, intermediate: str = "crown",
                       relu_bounds: Optional[Sequence[Box]] = None, bn_stats: Optional[dict] = None,
-                      neurons: str = "unstable", chunk: int = 512) -> List[Box]:
+                      neurons: str = "unstable", chunk: Optional[int] = None) -> List[Box]:
     """Pre-activation bounds ``(B, *shape)`` of every ReLU of ``model`` over ``box``, in order."""
     layers = build_layers(model, tuple(box.lower.shape[1:]), box.lower.dtype, bn_stats)
     return layer_bounds(layers, box, intermediate, relu_bounds, neurons, chunk)
@@ -121,7 +121,7 @@ def crown(model: nn.Module, box: Box, C: Tensor, intermediate: str = "crown",
           lower_slopes: Optional[Sequence[Optional[Tensor]]] = None,
           preact_terms: Optional[Sequence[Optional[Tensor]]] = None,
           bn_stats: Optional[dict] = None, bound_upper: bool = False, neurons: str = "unstable",
-          chunk: int = 512) -> Box:
+          chunk: Optional[int] = None) -> Box:
     """CROWN (``intermediate="crown"``) or CROWN-IBP (``"ibp"``) bounds on ``C f(x)``: ``(B, S)``.
 
     ``C``: ``(B, S, K)``. ``relu_bounds``: one Box ``(B, *shape)`` per ReLU, intersected with the computed

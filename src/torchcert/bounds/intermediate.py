@@ -3,12 +3,14 @@
 Neurons of a feature map are back-substituted with per-neuron patches (their receptive field only, see
 ``patches``); neurons of a vector (after a Flatten) in chunks of dense rows. Never a dense matrix per
 layer pair. Upper bounds are lower bounds of the negated neurons, so each chunk is one
-back-substitution of ``2 S`` rows.
+back-substitution of ``2 S`` rows. Chunks are sized by a budget of coefficients per tensor (measured on
+CNN7: small dense chunks avoid page faults on fresh buffers, large patch chunks amortise the per-chunk
+indexing); ``chunk`` caps the neurons per chunk instead.
 """
 from __future__ import annotations
 
 import math
-from typing import Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
@@ -16,11 +18,14 @@ from torch import Tensor
 from .backsub import lower_bound
 from .box import Box
 from .layers import Layer
-from .patches import lower_bound as patch_lower_bound, unit_conv_rows
-from .rules import conv, flatten, relu
+from .patches import crop_classes, lower_bound as patch_lower_bound, unit_conv_rows, window_elements
+from .rules import conv, flatten, linear, relu
 
-#: cap on the elements of one dense coefficient tensor (rows x widest feature map), 32M floats = 128 MB
-MAX_ELEMENTS = 32 * 2 ** 20
+#: coefficients in one dense-row tensor (rows x widest map): 4M floats = 16 MB, under glibc's largest
+#: mmap threshold (32 MB), so its buffers are reused instead of being faulted in afresh
+DENSE_BUDGET = 4 * 2 ** 20
+#: coefficients in one patch tensor (rows x largest window)
+PATCH_BUDGET = 12 * 2 ** 20
 
 
 def _unit_rows(mask: Tensor) -> Tuple[Tensor, Tensor]:
@@ -45,7 +50,7 @@ def _write(target: Tensor, idx: Tensor, valid: Tensor, values: Tensor) -> None:
 
 
 def crown_neurons(layers: Sequence[Layer], box: Box, relaxations: Sequence[relu.Relaxation],
-                  reference: Box, mask: Tensor, chunk: int = 512) -> Box:
+                  reference: Box, mask: Tensor, chunk: Optional[int] = None) -> Box:
     """Bounds of the outputs of ``layers``: CROWN where ``mask`` (``(B, *shape)``), ``reference`` elsewhere."""
     lower, upper = reference.lower.clone(), reference.upper.clone()
     if not bool(mask.any()):
@@ -54,48 +59,81 @@ def crown_neurons(layers: Sequence[Layer], box: Box, relaxations: Sequence[relu.
     if len(shape) == 3 and all(layer.rule is not flatten for layer in layers):
         return _map_neurons(layers, box, relaxations, Box(lower, upper), mask, chunk)
     widest = max(math.prod(layer.in_shape) for layer in layers) * lower.shape[0]
-    rows = max(1, min(chunk, MAX_ELEMENTS // (2 * widest)))
+    rows = max(1, DENSE_BUDGET // (2 * widest))
+    rows = min(rows, chunk) if chunk else rows
     flat = mask.reshape(mask.shape[0], -1)
     count = int(flat.sum(1).max())
     order = torch.argsort(flat.to(torch.int8), dim=1, descending=True, stable=True)[:, :count]
     for start in range(0, count, rows):
         idx = order[:, start:start + rows]
         valid = flat.gather(1, idx)
-        A = _one_hot(idx, valid, flat.shape[1], lower.dtype).reshape((idx.shape[1], idx.shape[0]) + shape)
-        bound = lower_bound(layers, torch.cat([A, -A]), None, box, relaxations)
-        s = A.shape[0]
+        bound = _vector_bounds(layers, box, relaxations, idx, valid, shape)
+        s = idx.shape[1]
         _write(lower, idx, valid, bound[:s].t())
         _write(upper, idx, valid, -bound[s:].t())
     return Box(lower, upper)
 
 
+def _vector_bounds(layers: Sequence[Layer], box: Box, relaxations: Sequence[relu.Relaxation], idx: Tensor,
+                   valid: Tensor, shape: Tuple[int, ...]) -> Tensor:
+    """Lower bounds ``(2S, B)`` of ``+-`` the neurons ``idx`` ``(B, S)`` (where ``valid``) of ``layers``'
+    output. Behind a Linear layer the rows start as that layer's weight rows (no one-hot product)."""
+    last = layers[-1]
+    if last.rule is linear and len(layers) > 1:
+        sign = valid.to(last.op.weight.dtype)
+        A = (last.op.weight[idx] * sign.unsqueeze(-1)).transpose(0, 1)
+        bias = (last.op.bias[idx] * sign).t()
+        bound = lower_bound(layers[:-1], torch.cat([A, -A]), None, box, relaxations)
+        return bound + torch.cat([bias, -bias])
+    A = _one_hot(idx, valid, math.prod(shape), box.lower.dtype).reshape((idx.shape[1], idx.shape[0]) + shape)
+    return lower_bound(layers, torch.cat([A, -A]), None, box, relaxations)
+
+
 def _map_neurons(layers: Sequence[Layer], box: Box, relaxations: Sequence[relu.Relaxation],
-                 out: Box, mask: Tensor, chunk: int) -> Box:
-    """Patch bounds of the selected neurons of a feature map, chunked by positions ``(b, y, x)``."""
+                 out: Box, mask: Tensor, chunk: Optional[int]) -> Box:
+    """Patch bounds of the selected neurons of a feature map.
+
+    Positions ``(b, y, x)`` are ordered by border class (``crop_classes``) so that every chunk crops its
+    windows exactly; a chunk holds whole positions where they fit the budget (or ``chunk`` neurons), else
+    the channels of one position in groups.
+    """
     lower, upper = out.lower, out.upper
     positions = mask.any(1).nonzero()
+    ycls, xcls = crop_classes(layers, tuple(lower.shape[1:]))
+    key = ycls.to(positions.device)[positions[:, 1]] * (int(xcls.max()) + 1) + xcls.to(positions.device)[positions[:, 2]]
+    order = torch.argsort(key, stable=True)
+    positions, key = positions[order], key[order]
     per_position = int(mask.sum(1).max())
-    step = max(1, chunk // per_position)
-    for start in range(0, positions.shape[0], step):
-        b, y, x = positions[start:start + step].unbind(1)
-        selected = mask[b, :, y, x]
-        bound, idx, valid = _position_bounds(layers, box, relaxations, selected, (b, y, x))
-        s = idx.shape[1]
-        _write_map(lower, b, y, x, idx, valid, bound[:, :s])
-        _write_map(upper, b, y, x, idx, valid, -bound[:, s:])
+    neurons = chunk or max(1, PATCH_BUDGET // (2 * window_elements(layers)))
+    step = max(1, neurons // per_position)
+    group = neurons
+    bounds = torch.unique_consecutive(key, return_counts=True)[1].tolist()
+    first = 0
+    for count in bounds:
+        for start in range(first, first + count, step):
+            b, y, x = positions[start:min(start + step, first + count)].unbind(1)
+            idx, valid = _unit_rows(mask[b, :, y, x])
+            for g in range(0, idx.shape[1], group):
+                gi, gv = idx[:, g:g + group], valid[:, g:g + group]
+                bound = _position_bounds(layers, box, relaxations, gi, gv, (b, y, x))
+                s = gi.shape[1]
+                _write_map(lower, b, y, x, gi, gv, bound[:, :s])
+                _write_map(upper, b, y, x, gi, gv, -bound[:, s:])
+        first += count
     return Box(lower, upper)
 
 
 def _position_bounds(layers: Sequence[Layer], box: Box, relaxations: Sequence[relu.Relaxation],
-                     selected: Tensor, where: Tuple[Tensor, Tensor, Tensor]):
-    """Lower bounds ``(P, 2S)`` of ``+-`` the selected neurons ``(P, C)`` at positions ``where``."""
-    idx, valid = _unit_rows(selected)
+                     idx: Tensor, valid: Tensor, where: Tuple[Tensor, Tensor, Tensor]) -> Tensor:
+    """Lower bounds ``(P, 2S)`` of ``+-`` the neurons ``idx`` (channels ``(P, S)``, used where ``valid``)
+    at positions ``where``."""
     if layers[-1].rule is conv and layers[-1].op.groups == 1:
         rows, bias = unit_conv_rows(layers[-1].op, idx, valid, *where, layers[-1].in_shape)
-        return patch_lower_bound(layers[:-1], rows, box, relaxations, bias), idx, valid
-    A = _one_hot(idx, valid, selected.shape[1], box.lower.dtype).transpose(0, 1)
+        return patch_lower_bound(layers[:-1], rows, box, relaxations, bias)
+    channels = layers[-1].out_shape[0]
+    A = _one_hot(idx, valid, channels, box.lower.dtype).transpose(0, 1)
     A = torch.cat([A, -A], 1).view(A.shape[0], -1, A.shape[2], 1, 1)
-    return patch_lower_bound(layers, (A,) + tuple(where), box, relaxations), idx, valid
+    return patch_lower_bound(layers, (A,) + tuple(where), box, relaxations)
 
 
 def _write_map(target: Tensor, b: Tensor, y: Tensor, x: Tensor, idx: Tensor, valid: Tensor,

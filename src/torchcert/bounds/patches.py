@@ -9,6 +9,7 @@ once per position and broadcast over its rows.
 """
 from __future__ import annotations
 
+import math
 from typing import Optional, Sequence, Tuple
 
 import torch
@@ -56,39 +57,81 @@ def _inside(o: Tensor, length: int, size: int) -> Tensor:
     return (pos >= 0) & (pos < size)
 
 
-def _border(rows: Rows, out: Tensor, in_shape: Tuple[int, ...]) -> Tensor:
-    """Zero the entries of ``out (P, R, C, ph, pw)`` that fall outside the ``in_shape`` map."""
-    _, _, oy, ox = rows
-    mask = _inside(oy, out.shape[3], in_shape[1]).unsqueeze(2) & _inside(ox, out.shape[4], in_shape[2]).unsqueeze(1)
-    if bool(mask.all()):
-        return out
-    return out.mul_(mask.view(out.shape[0], 1, 1, *mask.shape[1:]).to(out.dtype))
+def _common_crop(o: Tensor, length: int, size: int) -> Tuple[int, int]:
+    """Rows ``[start, stop)`` of a window of ``length`` at offsets ``o`` (P,) that are outside the map
+    for no position: cropping them keeps every in-map entry."""
+    start = max(0, -int(o.max()))
+    stop = length - max(0, int(o.min()) + length - size)
+    return start, max(start, stop)
 
 
-def _transpose(op: conv.ConvOp, A: Tensor) -> Tensor:
-    """``conv_transpose2d`` without padding; stride 2 as four stride-1 phases (faster on CPU)."""
-    kh, kw = op.weight.shape[-2:]
-    if op.stride != (2, 2) or op.dilation != (1, 1) or kh % 2 == 0 or kw % 2 == 0:
-        return F.conv_transpose2d(A, op.weight, None, op.stride, 0, 0, op.groups, op.dilation)
-    h, w = (A.shape[-2] - 1) * 2 + kh, (A.shape[-1] - 1) * 2 + kw
-    out = torch.empty(A.shape[0], op.weight.shape[1] * op.groups, h, w, dtype=A.dtype, device=A.device,
-                      memory_format=torch.channels_last)
-    for py in (0, 1):
-        for px in (0, 1):
-            out[:, :, py::2, px::2] = F.conv_transpose2d(A, op.weight[:, :, py::2, px::2], None, 1, 0, 0,
-                                                         op.groups)
-    return out
+def _fit(rows: Rows, in_shape: Tuple[int, ...]) -> Rows:
+    """Restrict the windows of ``rows`` to the ``in_shape`` map: crop the border rows/columns that lie
+    outside it for every position of the chunk (less work downstream; chunks of positions with the same
+    border, see ``crop_classes``, crop exactly), then zero the entries still outside for some positions."""
+    A, bidx, oy, ox = rows
+    y0, y1 = _common_crop(oy, A.shape[3], in_shape[1])
+    x0, x1 = _common_crop(ox, A.shape[4], in_shape[2])
+    if (y0, y1, x0, x1) != (0, A.shape[3], 0, A.shape[4]):
+        A = channels_last(A[:, :, :, y0:y1, x0:x1])
+        oy, ox = oy + y0, ox + x0
+    mask = _inside(oy, A.shape[3], in_shape[1]).unsqueeze(2) & _inside(ox, A.shape[4], in_shape[2]).unsqueeze(1)
+    if not bool(mask.all()):
+        A = A * mask.view(A.shape[0], 1, 1, *mask.shape[1:]).to(A.dtype)
+    return A, bidx, oy, ox
+
+
+def window_back(op: conv.ConvOp, start: int, length: int, axis: int) -> Tuple[int, int]:
+    """The input rows ``(start, length)`` reached by output rows ``[start, start + length)`` of a conv
+    (or pool) along ``axis`` (0: y, 1: x), before cropping to the map (as :func:`_conv_back`)."""
+    k = op.weight.shape[2 + axis]
+    s, p, d = op.stride[axis], op.padding[axis], op.dilation[axis]
+    return start * s - p, (length - 1) * s + d * (k - 1) + 1
+
+
+def window_elements(layers: Sequence[Layer]) -> int:
+    """Largest number of coefficients one row of a single output position holds on its way back through
+    ``layers`` (channels x window, windows capped by the maps): sizes the chunks."""
+    ly = lx = 1
+    largest = math.prod(layers[-1].out_shape[:1])
+    for layer in reversed(layers):
+        if layer.rule in (conv, avgpool):
+            ly = min(window_back(layer.op, 0, ly, 0)[1], layer.in_shape[1])
+            lx = min(window_back(layer.op, 0, lx, 1)[1], layer.in_shape[2])
+        largest = max(largest, layer.in_shape[0] * ly * lx)
+    return largest
+
+
+def crop_classes(layers: Sequence[Layer], out_shape: Tuple[int, ...]) -> Tuple[Tensor, Tensor]:
+    """Border class ``(H,)``, ``(W,)`` of every output row and column of the map ``layers`` compute:
+    positions of one class have their windows cropped alike at every step of the back-substitution
+    (``_fit``), so a chunk of one class crops exactly and needs no mask."""
+    classes = []
+    for axis in (0, 1):
+        signatures: dict = {}
+        ids = []
+        for pos in range(out_shape[1 + axis]):
+            start, length, crops = pos, 1, []
+            for layer in reversed(layers):
+                if layer.rule in (conv, avgpool):
+                    start, length = window_back(layer.op, start, length, axis)
+                    size = layer.in_shape[1 + axis]
+                    top, bottom = max(0, -start), max(0, start + length - size)
+                    start, length = start + top, max(0, length - top - bottom)
+                    crops.append((top, bottom))
+            ids.append(signatures.setdefault(tuple(crops), len(signatures)))
+        classes.append(torch.tensor(ids))
+    return classes[0], classes[1]
 
 
 def _conv_back(op: conv.ConvOp, rows: Rows, in_shape: Tuple[int, ...]) -> Tuple[Rows, Tensor]:
     A, bidx, oy, ox = rows
     p, r = A.shape[:2]
     bias = A.sum((3, 4)) @ op.bias
-    out = _transpose(op, A.reshape((p * r,) + A.shape[2:]))
+    out = conv.transpose(op, A.reshape((p * r,) + A.shape[2:]))
     out = out.view((p, r) + out.shape[1:])
     oy, ox = oy * op.stride[0] - op.padding[0], ox * op.stride[1] - op.padding[1]
-    rows = (out, bidx, oy, ox)
-    return (_border(rows, out, in_shape), bidx, oy, ox), bias
+    return _fit((out, bidx, oy, ox), in_shape), bias
 
 
 def unit_conv_rows(op: conv.ConvOp, channels: Tensor, valid: Tensor, bidx: Tensor, y: Tensor, x: Tensor,
@@ -105,8 +148,7 @@ def unit_conv_rows(op: conv.ConvOp, channels: Tensor, valid: Tensor, bidx: Tenso
     bias = op.bias[channels] * sign
     oy, ox = y * op.stride[0] - op.padding[0], x * op.stride[1] - op.padding[1]
     A = channels_last(torch.cat([A, -A], 1))
-    rows = (A, bidx, oy, ox)
-    return (_border(rows, A, in_shape), bidx, oy, ox), torch.cat([bias, -bias], 1)
+    return _fit((A, bidx, oy, ox), in_shape), torch.cat([bias, -bias], 1)
 
 
 def _relu_back(relax: relu.Relaxation, rows: Rows) -> Tuple[Rows, Tensor]:
@@ -117,7 +159,8 @@ def _relu_back(relax: relu.Relaxation, rows: Rows) -> Tuple[Rows, Tensor]:
     lower, gap, intercept = channels_last(gather(stacked, bidx, oy, ox, ph, pw)).chunk(3, 2)
     neg = A.clamp(max=0)
     bias = _dot(neg, intercept)
-    return ((A * lower).addcmul_(neg, gap), bidx, oy, ox), bias
+    out = A * lower if A.requires_grad else A.mul_(lower)  # the rows are owned by this back-substitution
+    return (out.addcmul_(neg, gap), bidx, oy, ox), bias
 
 
 def _step(layer: Layer, relax, rows: Rows) -> Tuple[Rows, Tensor]:

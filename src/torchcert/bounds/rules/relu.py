@@ -67,12 +67,19 @@ def relaxation(pre: Box, lower_slope: Optional[Tensor] = None) -> Relaxation:
     return Relaxation(adaptive, upper_slope, upper_intercept)
 
 
+def _layout_like(t: Tensor, A: Tensor) -> Tensor:
+    """``t`` with channels innermost in memory when ``A`` (a feature map) has them so: elementwise ops
+    between the two then run on contiguous memory (a layout mismatch made them several times slower)."""
+    if A.dim() < 5 or t.dim() < 3 or A.stride(2) != 1 or t.stride(-3) == 1:
+        return t
+    return t.movedim(-3, -1).contiguous().movedim(-1, -3)
+
+
 def backward(relax: Relaxation, A: Tensor, offset: Offset, in_shape: Tuple[int, ...]) -> Tuple[Tensor, Tensor, Offset]:
     """Lower-bound back-substitution: ``A -> A+ a_l + A- a_u = A a_l + A- (a_u - a_l)``, bias ``sum A- b_u``."""
     size = A.shape[2:]
-    lower = crop(relax.lower_slope, offset, size)
-    upper = crop(relax.upper_slope, offset, size)
-    intercept = crop(relax.upper_intercept, offset, size)
+    lower, upper, intercept = (_layout_like(crop(t, offset, size), A) for t in
+                               (relax.lower_slope, relax.upper_slope, relax.upper_intercept))
     neg = A.clamp(max=0)
     bias = (neg * intercept).sum(tuple(range(2, A.dim())))
-    return torch.addcmul(A * lower, neg, upper - lower), bias, offset
+    return (A * lower).addcmul_(neg, upper - lower), bias, offset
