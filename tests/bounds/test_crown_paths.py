@@ -15,10 +15,10 @@ from nets import conv_net, mlp, random_box
 from torchcert.bounds import Box, crown, crown_relu_bounds
 from torchcert.bounds.backsub import lower_bound, relu_positions
 from torchcert.bounds.layers import build_layers
-from torchcert.bounds.rules import relu
+from torchcert.bounds.rules import conv, relu
 
 
-def _cnn(seed: int) -> nn.Sequential:
+def _cnn(seed: int, size: int = 8) -> nn.Sequential:
     """Conv-BN-ReLU blocks (stride 1 and 2, groups 1) like cnn_7layer, then a small dense head."""
     torch.manual_seed(seed)
     model = nn.Sequential(
@@ -26,7 +26,7 @@ def _cnn(seed: int) -> nn.Sequential:
         nn.Conv2d(3, 4, 3, 1, 1), nn.ReLU(),
         nn.Conv2d(4, 4, 3, 2, 1), nn.BatchNorm2d(4), nn.ReLU(),
         nn.Conv2d(4, 3, 3, 1, 1), nn.ReLU(),
-        nn.Flatten(), nn.Linear(3 * 4 * 4, 6), nn.ReLU(), nn.Linear(6, 3)).double()
+        nn.Flatten(), nn.Linear(3 * ((size + 1) // 2) ** 2, 6), nn.ReLU(), nn.Linear(6, 3)).double()
     gen = torch.Generator().manual_seed(seed)
     for m in model.modules():
         if isinstance(m, nn.BatchNorm2d):
@@ -52,13 +52,14 @@ def _one_by_one(layers, box: Box, bounds) -> list:
     return out
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_patch_bounds_equal_one_neuron_at_a_time(seed):
-    model = _cnn(seed)
-    box = random_box(seed, (2, 2, 8, 8), 0.3)
+@pytest.mark.parametrize("seed,size", [(0, 8), (1, 8), (2, 7)])
+def test_patch_bounds_equal_one_neuron_at_a_time(seed, size):
+    """Odd map sizes make the stride-2 windows crop unevenly at the two borders."""
+    model = _cnn(seed, size)
+    box = random_box(seed, (2, 2, size, size), 0.3)
     with torch.no_grad():
         fast = crown_relu_bounds(model, box, neurons="all")
-        layers = build_layers(model, (2, 8, 8), torch.float64)
+        layers = build_layers(model, (2, size, size), torch.float64)
         slow = _one_by_one(layers, box, fast)
     unstable = sum(int(relu.unstable(b).sum()) for b in fast[1:])
     assert unstable > 0, "the case must have unstable neurons to be a test of the relaxation"
@@ -82,3 +83,16 @@ def test_chunk_size_does_not_change_bounds(kind):
             got = crown(model, box, C, neurons="all", bound_upper=True, chunk=chunk)
             torch.testing.assert_close(got.lower, ref.lower, rtol=1e-10, atol=1e-10)
             torch.testing.assert_close(got.upper, ref.upper, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("cin,cout,stride,size", [(3, 5, 1, 4), (2, 6, 1, 1), (4, 5, 2, 3), (3, 4, 2, 2)])
+def test_transposed_convolution_paths(cin, cout, stride, size):
+    """``conv.transpose`` (GEMM + shifted adds onto ``cin <= FEW_CHANNELS`` channels; stride 2 in phases) equals
+    ``conv_transpose2d`` on channels-last coefficients."""
+    gen = torch.Generator().manual_seed(cin * 10 + cout)
+    weight = torch.randn(cout, cin, 3, 3, dtype=torch.float64, generator=gen)
+    op = conv.make(weight, torch.zeros(cout, dtype=torch.float64), stride, 1, 1, 1)
+    A = torch.randn(7, cout, size, size, dtype=torch.float64, generator=gen).contiguous(
+        memory_format=torch.channels_last)
+    expected = torch.nn.functional.conv_transpose2d(A, weight, None, stride)
+    torch.testing.assert_close(conv.transpose(op, A), expected, rtol=1e-12, atol=1e-12)
