@@ -3,9 +3,10 @@
 The coefficients of neuron ``(b, c, y, x)`` on an earlier feature map are zero outside its receptive
 field, and all the neurons at position ``(b, y, x)`` share it. So a chunk holds ``P`` positions with
 ``R`` rows each: ``A (P, R, C, ph, pw)`` plus the patch offset ``(oy, ox)`` of every position on that map
-and its example ``b``. A transposed convolution moves all patches back at once; entries outside the
-map (the convolution's zero padding) are masked to zero; relaxations and the input box are gathered
-once per position and broadcast over its rows.
+and its example ``b``. A transposed convolution moves all patches back at once; window rows and columns
+outside the map (the convolution's zero padding) are cropped away, or masked to zero where only some
+positions of the chunk reach them; relaxations and the input box are gathered once per position and
+broadcast over its rows.
 """
 from __future__ import annotations
 
