@@ -100,21 +100,21 @@ def _map_neurons(layers: Sequence[Layer], box: Box, relaxations: Sequence[relu.R
     lower, upper = out.lower, out.upper
     positions = mask.any(1).nonzero()
     ycls, xcls = crop_classes(layers, tuple(lower.shape[1:]))
-    key = ycls.to(positions.device)[positions[:, 1]] * (int(xcls.max()) + 1) + xcls.to(positions.device)[positions[:, 2]]
+    ycls, xcls = ycls.to(positions.device), xcls.to(positions.device)
+    key = ycls[positions[:, 1]] * (int(xcls.max()) + 1) + xcls[positions[:, 2]]
     order = torch.argsort(key, stable=True)
     positions, key = positions[order], key[order]
     per_position = int(mask.sum(1).max())
     neurons = chunk or max(1, PATCH_BUDGET // (2 * window_elements(layers)))
     step = max(1, neurons // per_position)
-    group = neurons
-    bounds = torch.unique_consecutive(key, return_counts=True)[1].tolist()
+    class_sizes = torch.unique_consecutive(key, return_counts=True)[1].tolist()
     first = 0
-    for count in bounds:
+    for count in class_sizes:
         for start in range(first, first + count, step):
             b, y, x = positions[start:min(start + step, first + count)].unbind(1)
             idx, valid = _unit_rows(mask[b, :, y, x])
-            for g in range(0, idx.shape[1], group):
-                gi, gv = idx[:, g:g + group], valid[:, g:g + group]
+            for g in range(0, idx.shape[1], neurons):
+                gi, gv = idx[:, g:g + neurons], valid[:, g:g + neurons]
                 bound = _position_bounds(layers, box, relaxations, gi, gv, (b, y, x))
                 s = gi.shape[1]
                 _write_map(lower, b, y, x, gi, gv, bound[:, :s])

@@ -82,14 +82,6 @@ def _fit(rows: Rows, in_shape: Tuple[int, ...]) -> Rows:
     return A, bidx, oy, ox
 
 
-def window_back(op: conv.ConvOp, start: int, length: int, axis: int) -> Tuple[int, int]:
-    """The input rows ``(start, length)`` reached by output rows ``[start, start + length)`` of a conv
-    (or pool) along ``axis`` (0: y, 1: x), before cropping to the map (as :func:`_conv_back`)."""
-    k = op.weight.shape[2 + axis]
-    s, p, d = op.stride[axis], op.padding[axis], op.dilation[axis]
-    return start * s - p, (length - 1) * s + d * (k - 1) + 1
-
-
 def window_elements(layers: Sequence[Layer]) -> int:
     """Largest number of coefficients one row of a single output position holds on its way back through
     ``layers`` (channels x window, windows capped by the maps): sizes the chunks."""
@@ -97,8 +89,8 @@ def window_elements(layers: Sequence[Layer]) -> int:
     largest = math.prod(layers[-1].out_shape[:1])
     for layer in reversed(layers):
         if layer.rule in (conv, avgpool):
-            ly = min(window_back(layer.op, 0, ly, 0)[1], layer.in_shape[1])
-            lx = min(window_back(layer.op, 0, lx, 1)[1], layer.in_shape[2])
+            ly = min(conv.input_window(layer.op, 0, 0, ly)[1], layer.in_shape[1])
+            lx = min(conv.input_window(layer.op, 1, 0, lx)[1], layer.in_shape[2])
         largest = max(largest, layer.in_shape[0] * ly * lx)
     return largest
 
@@ -115,11 +107,9 @@ def crop_classes(layers: Sequence[Layer], out_shape: Tuple[int, ...]) -> Tuple[T
             start, length, crops = pos, 1, []
             for layer in reversed(layers):
                 if layer.rule in (conv, avgpool):
-                    start, length = window_back(layer.op, start, length, axis)
-                    size = layer.in_shape[1 + axis]
-                    top, bottom = max(0, -start), max(0, start + length - size)
-                    start, length = start + top, max(0, length - top - bottom)
-                    crops.append((top, bottom))
+                    start, lo, hi = conv.input_range(layer.op, axis, start, length, layer.in_shape[1 + axis])
+                    length = hi - lo
+                    crops.append((lo, hi))
             ids.append(signatures.setdefault(tuple(crops), len(signatures)))
         classes.append(torch.tensor(ids))
     return classes[0], classes[1]

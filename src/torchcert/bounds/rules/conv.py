@@ -66,10 +66,17 @@ def ibp(op: ConvOp, center: Tensor, radius: Tensor) -> Tuple[Tensor, Tensor]:
     return c, r
 
 
-def _input_range(start: int, length: int, size: int, k: int, s: int, p: int, d: int) -> Tuple[int, int, int]:
-    """Input rows reached by output rows ``[start, start + length)``: (first row, crop start, crop stop)."""
-    first = start * s - p
-    full = (length - 1) * s + d * (k - 1) + 1
+def input_window(op: ConvOp, axis: int, start: int, length: int) -> Tuple[int, int]:
+    """Input rows ``(first, count)`` along ``axis`` (0: y, 1: x) reached by output rows
+    ``[start, start + length)``, padding included (not yet cropped to the map)."""
+    k = op.weight.shape[2 + axis]
+    s, p, d = op.stride[axis], op.padding[axis], op.dilation[axis]
+    return start * s - p, (length - 1) * s + d * (k - 1) + 1
+
+
+def input_range(op: ConvOp, axis: int, start: int, length: int, size: int) -> Tuple[int, int, int]:
+    """:func:`input_window` cropped to a map of ``size`` rows: (first row, crop start, crop stop)."""
+    first, full = input_window(op, axis, start, length)
     lo, hi = max(0, -first), min(full, size - first)
     return first + lo, lo, hi
 
@@ -128,8 +135,8 @@ def backward(op: ConvOp, A: Tensor, offset: Offset, in_shape: Tuple[int, ...]) -
     oy, ox = offset if offset is not None else (0, 0)
     flat = A.reshape((s * b,) + A.shape[2:])
     out = transpose(op, flat if A.requires_grad else flat.contiguous(memory_format=torch.channels_last))
-    y0, ylo, yhi = _input_range(oy, A.shape[-2], in_shape[1], kh, op.stride[0], op.padding[0], op.dilation[0])
-    x0, xlo, xhi = _input_range(ox, A.shape[-1], in_shape[2], kw, op.stride[1], op.padding[1], op.dilation[1])
+    y0, ylo, yhi = input_range(op, 0, oy, A.shape[-2], in_shape[1])
+    x0, xlo, xhi = input_range(op, 1, ox, A.shape[-1], in_shape[2])
     out = out[:, :, ylo:yhi, xlo:xhi]
     bias = A.sum((-2, -1)) @ op.bias
     return out.reshape((s, b) + out.shape[1:]), bias, (y0, x0)
