@@ -15,6 +15,7 @@ from nets import conv_net, mlp, random_box
 from torchcert.bounds import Box, crown, crown_relu_bounds
 from torchcert.bounds.backsub import lower_bound, relu_positions
 from torchcert.bounds.layers import build_layers
+from torchcert.bounds.patches import lower_bound as patch_lower_bound, shared_unit_relu_rows, unit_conv_rows
 from torchcert.bounds.rules import conv, relu
 
 
@@ -96,3 +97,30 @@ def test_transposed_convolution_paths(cin, cout, stride, size):
         memory_format=torch.channels_last)
     expected = torch.nn.functional.conv_transpose2d(A, weight, None, stride)
     torch.testing.assert_close(conv.transpose(op, A), expected, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("relu_index,size", [(1, 7), (2, 7), (3, 8)])
+def test_shared_kernel_rows_equal_unit_rows(relu_index, size):
+    """The fused first step (shared kernels relaxed by broadcasting, used when every position of a chunk
+    bounds the same channels) equals unit rows followed by the ReLU step, on a chunk mixing all border
+    classes (so windows are masked, not only cropped)."""
+    model = _cnn(relu_index, size)
+    box = random_box(relu_index, (2, 2, size, size), 0.3)
+    layers = build_layers(model, (2, size, size), torch.float64)
+    with torch.no_grad():
+        bounds = crown_relu_bounds(model, box, neurons="all")
+    relax = [relu.relaxation(b) for b in bounds[:relu_index]]
+    sub = layers[:relu_positions(layers)[relu_index]]
+    assert sub[-1].rule is conv and sub[-2].rule is relu
+    channels, (h, w) = torch.arange(sub[-1].out_shape[0]), sub[-1].out_shape[1:]
+    b, y, x = torch.meshgrid(torch.arange(2), torch.arange(h), torch.arange(w), indexing="ij")
+    where = (b.flatten(), y.flatten(), x.flatten())
+    idx = channels.expand(where[0].shape[0], -1)
+    unit, unit_bias = unit_conv_rows(sub[-1].op, idx, torch.ones_like(idx, dtype=torch.bool), *where,
+                                     sub[-1].in_shape)
+    slow = patch_lower_bound(sub[:-1], unit, box, relax, unit_bias)
+    for grad in (False, True):  # in-place buffer without gradient, plain products with it
+        with torch.set_grad_enabled(grad):
+            shared, bias = shared_unit_relu_rows(sub[-1].op, relax[-1], channels, *where, sub[-1].in_shape)
+            fast = patch_lower_bound(sub[:-2], shared, box, relax, bias)
+        torch.testing.assert_close(fast, slow, rtol=1e-10, atol=1e-10)

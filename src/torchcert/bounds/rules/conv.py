@@ -90,13 +90,21 @@ def _channels_last(A: Tensor) -> bool:
     return A.dim() == 4 and A.is_contiguous(memory_format=torch.channels_last)
 
 
+def _padded_columns(W: Tensor, multiple: int = 16) -> Tensor:
+    """``W (c, n)`` with zero columns up to a multiple of ``multiple``: MKL's GEMM ran 1.4x faster with 32
+    output columns than with 27 (CNN7's 3 x 3 x 3 taps, measured)."""
+    extra = -W.shape[1] % multiple
+    return W if extra == 0 else torch.cat([W, W.new_zeros(W.shape[0], extra)], 1)
+
+
 def _transpose_few(op: ConvOp, A: Tensor) -> Tensor:
     """Stride-1 ``conv_transpose2d`` of channels-last ``A`` onto few channels: each input position times
     ``W`` (one GEMM), then the kernel taps added at their shifts."""
     n, c, h, w = A.shape
     cin, kh, kw = op.weight.shape[1:]
-    taps = A.permute(0, 2, 3, 1).reshape(n * h * w, c) @ op.weight.permute(0, 2, 3, 1).reshape(c, -1)
-    taps = taps.view(n, h, w, kh, kw, cin)
+    kernels = _padded_columns(op.weight.permute(0, 2, 3, 1).reshape(c, -1))
+    taps = A.permute(0, 2, 3, 1).reshape(n * h * w, c) @ kernels
+    taps = taps[:, :kh * kw * cin].view(n, h, w, kh, kw, cin)
     out = A.new_zeros(n, h + kh - 1, w + kw - 1, cin)
     for ky in range(kh):
         for kx in range(kw):
