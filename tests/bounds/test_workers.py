@@ -19,7 +19,7 @@ def test_map_chunks_keeps_order_grad_mode_and_thread_count():
             return i * i
 
         with torch.no_grad():
-            assert map_chunks(work, list(range(7)), 2) == [i * i for i in range(7)]
+            assert map_chunks(work, list(range(7)), torch.device("cpu")) == [i * i for i in range(7)]
         assert all(s == (1, False) for s in seen), seen  # one intra-op thread each, caller's grad mode
         assert torch.get_num_threads() == 2
     finally:

@@ -22,7 +22,7 @@ from .layers import Layer
 from .patches import (crop_classes, lower_bound as patch_lower_bound, shared_unit_relu_rows, unit_conv_rows,
                       window_elements)
 from .rules import conv, flatten, linear, relu
-from .workers import map_chunks, worker_count
+from .workers import map_chunks
 
 #: coefficients in one dense-row tensor (rows x widest map): 4M floats = 16 MB, under glibc's largest
 #: mmap threshold (32 MB), so its buffers are reused instead of being faulted in afresh
@@ -74,7 +74,7 @@ def crown_neurons(layers: Sequence[Layer], box: Box, relaxations: Sequence[relu.
     def bound(item: Tuple[Tensor, Tensor]) -> Tensor:
         return _vector_bounds(layers, box, relaxations, item[0], item[1], shape)
 
-    for (idx, valid), b in zip(chunks, map_chunks(bound, chunks, worker_count(lower.device, len(chunks)))):
+    for (idx, valid), b in zip(chunks, map_chunks(bound, chunks, lower.device)):
         s = idx.shape[1]
         _write(lower, idx, valid, b[:s].t())
         _write(upper, idx, valid, -b[s:].t())
@@ -128,7 +128,7 @@ def _map_neurons(layers: Sequence[Layer], box: Box, relaxations: Sequence[relu.R
     def bound(item: Tuple[Tuple[Tensor, Tensor, Tensor], Tensor, Tensor]) -> Tensor:
         return _position_bounds(layers, box, relaxations, item[1], item[2], item[0])
 
-    for (where, idx, valid), b in zip(chunks, map_chunks(bound, chunks, worker_count(lower.device, len(chunks)))):
+    for (where, idx, valid), b in zip(chunks, map_chunks(bound, chunks, lower.device)):
         s = idx.shape[1]
         _write_map(lower, *where, idx, valid, b[:, :s])
         _write_map(upper, *where, idx, valid, -b[:, s:])
@@ -140,8 +140,10 @@ def _position_bounds(layers: Sequence[Layer], box: Box, relaxations: Sequence[re
     """Lower bounds ``(P, 2S)`` of ``+-`` the neurons ``idx`` (channels ``(P, S)``, used where ``valid``)
     at positions ``where``."""
     if layers[-1].rule is conv and layers[-1].op.groups == 1:
-        if len(layers) > 1 and layers[-2].rule is relu and bool(valid.all()) and bool((idx == idx[:1]).all()):
-            rows, bias = shared_unit_relu_rows(layers[-1].op, relaxations[-1], idx[0], *where, layers[-1].in_shape)
+        shared = bool(valid.all()) and bool((idx == idx[:1]).all())  # every position: the same channels
+        if shared and len(layers) > 1 and layers[-2].rule is relu:
+            rows, bias = shared_unit_relu_rows(layers[-1].op, relaxations[-1], idx[0], *where,
+                                               layers[-1].in_shape)
             return patch_lower_bound(layers[:-2], rows, box, relaxations, bias)
         rows, bias = unit_conv_rows(layers[-1].op, idx, valid, *where, layers[-1].in_shape)
         return patch_lower_bound(layers[:-1], rows, box, relaxations, bias)

@@ -142,13 +142,22 @@ def unit_conv_rows(op: conv.ConvOp, channels: Tensor, valid: Tensor, bidx: Tenso
     return _fit((A, bidx, oy, ox), in_shape), torch.cat([bias, -bias], 1)
 
 
+def _window_lines(relax: relu.Relaxation, bidx: Tensor, oy: Tensor, ox: Tensor, ph: int,
+                  pw: int) -> Tuple[Tensor, Tensor, Tensor]:
+    """The relaxation on each position's window, channels-last ``(P, 1, C, ph, pw)`` (zero outside the map):
+    lower slope ``a_l``, slope gap ``a_u - a_l`` and upper intercept ``b_u``, gathered in one indexing."""
+    stacked = torch.cat([relax.lower_slope, relax.upper_slope - relax.lower_slope, relax.upper_intercept], 1)
+    lower, gap, intercept = channels_last(gather(stacked, bidx, oy, ox, ph, pw)).chunk(3, 2)
+    return lower, gap, intercept
+
+
 def shared_unit_relu_rows(op: conv.ConvOp, relax: relu.Relaxation, channels: Tensor, bidx: Tensor, y: Tensor,
                           x: Tensor, in_shape: Tuple[int, ...]) -> Tuple[Rows, Tensor]:
     """:func:`unit_conv_rows` of the same ``channels`` ``(S,)`` at every position, then the ReLU step before
     the conv, in one pass: the kernels ``+-W_c`` are shared, so ``W a_l + W- (a_u - a_l)`` is a broadcast
     product of the kernels with each position's slopes, and the intercept term a small matrix product
     (no per-row clamp, copy or reduction). Slopes are zero outside the map, so are those rows.
-    Rows ``(P, 2S, Cin, kh, kw)`` (cropped to the map where every position allows) and their bias ``(P, 2S)``."""
+    Rows ``(P, 2S, Cin, kh, kw)`` (cropped to the map where every position allows), bias ``(P, 2S)``."""
     W, b = op.weight[channels], op.bias[channels]
     s = W.shape[0]
     oy, ox = y * op.stride[0] - op.padding[0], x * op.stride[1] - op.padding[1]
@@ -156,8 +165,7 @@ def shared_unit_relu_rows(op: conv.ConvOp, relax: relu.Relaxation, channels: Ten
     x0, x1 = _common_crop(ox, W.shape[3], in_shape[2])
     W = channels_last(W[:, :, y0:y1, x0:x1].unsqueeze(0))
     oy, ox = oy + y0, ox + x0
-    stacked = torch.cat([relax.lower_slope, relax.upper_slope - relax.lower_slope, relax.upper_intercept], 1)
-    lower, gap, intercept = channels_last(gather(stacked, bidx, oy, ox, y1 - y0, x1 - x0)).chunk(3, 2)
+    lower, gap, intercept = _window_lines(relax, bidx, oy, ox, y1 - y0, x1 - x0)
     pos, neg = W.clamp(min=0), W.clamp(max=0)
     if torch.is_grad_enabled() and W.requires_grad:
         A = torch.cat([torch.addcmul(W * lower, neg, gap), torch.addcmul(-W * lower, -pos, gap)], 1)
@@ -172,9 +180,7 @@ def shared_unit_relu_rows(op: conv.ConvOp, relax: relu.Relaxation, channels: Ten
 def _relu_back(relax: relu.Relaxation, rows: Rows) -> Tuple[Rows, Tensor]:
     """``A -> A a_l + A- (a_u - a_l)`` (= ``A+ a_l + A- a_u``), bias ``sum A- b_u``."""
     A, bidx, oy, ox = rows
-    ph, pw = A.shape[3:]
-    stacked = torch.cat([relax.lower_slope, relax.upper_slope - relax.lower_slope, relax.upper_intercept], 1)
-    lower, gap, intercept = channels_last(gather(stacked, bidx, oy, ox, ph, pw)).chunk(3, 2)
+    lower, gap, intercept = _window_lines(relax, bidx, oy, ox, *A.shape[3:])
     neg = A.clamp(max=0)
     bias = _dot(neg, intercept)
     out = A * lower if A.requires_grad else A.mul_(lower)  # the rows are owned by this back-substitution

@@ -24,8 +24,9 @@ def worker_count(device: torch.device, tasks: int) -> int:
     return min(torch.get_num_threads(), tasks)
 
 
-def map_chunks(fn: Callable[[T], R], items: Sequence[T], workers: int) -> List[R]:
-    """``[fn(item) for item in items]``, on ``workers`` threads of one intra-op thread each when > 1."""
+def map_chunks(fn: Callable[[T], R], items: Sequence[T], device: torch.device) -> List[R]:
+    """``[fn(item) for item in items]``, on :func:`worker_count` threads of one intra-op thread each."""
+    workers = worker_count(device, len(items))
     if workers <= 1:
         return [fn(item) for item in items]
     grad = torch.is_grad_enabled()
