@@ -43,6 +43,10 @@ def alpha_crown(model: nn.Module, box: Box, C: Tensor, iterations: int = 20, lr:
         bounds = layer_bounds(layers, box, intermediate, relu_bounds, neurons)
     bounds = [Box(b.lower.detach(), b.upper.detach()) for b in bounds]
     slopes = _initial_slopes(bounds, C.shape[1])
+    if not slopes:  # no ReLU: the network is affine and CROWN is exact
+        with torch.no_grad():
+            lower = final_bound(layers, box, C, bounds, None, preact_terms)
+        return Box(lower, torch.full_like(lower, float("inf")))
     optimizer = torch.optim.Adam(slopes, lr=lr)
     best = None
     for step in range(iterations + 1):

@@ -15,7 +15,7 @@ from torch import Tensor
 from .box import Box
 from .layers import Layer
 from .rules import relu
-from .rules._window import Offset, crop
+from .rules._window import Offset, crop, expand
 
 
 def relu_positions(layers: Sequence[Layer]) -> List[int]:
@@ -29,7 +29,10 @@ def backsubstitute(layers: Sequence[Layer], A: Tensor, offset: Offset,
     """Coefficients ``A`` on the output of ``layers`` -> ``(A_in, bias (S, B), offset_in)`` on the input.
 
     ``relaxations[j]`` is the relaxation of the ``j``-th ReLU in ``layers``; ``preact_terms[j]``, when
-    given, is added to the coefficients on that ReLU's input (pre-activation) after relaxing it.
+    given, is added to the coefficients on that ReLU's input (pre-activation) after relaxing it; the
+    coefficients are first written into the whole map (they may cover only the window the later layers
+    read). A window that reads nothing of its map (only padding) becomes a zero map, so every rule sees a
+    non-empty tensor.
     """
     positions = relu_positions(layers)
     bias = A.new_zeros(A.shape[:2])
@@ -39,9 +42,12 @@ def backsubstitute(layers: Sequence[Layer], A: Tensor, offset: Offset,
             j = positions.index(index)
             A, b, offset = relu.backward(relaxations[j], A, offset, layer.in_shape)
             if preact_terms is not None and preact_terms[j] is not None:
+                A, offset = expand(A, offset, layer.in_shape)
                 A = A + preact_terms[j]
         else:
             A, b, offset = layer.rule.backward(layer.op, A, offset, layer.in_shape)
+        if A.numel() == 0 and A.shape[0] * A.shape[1] > 0:
+            A, offset = expand(A, offset, layer.in_shape)
         bias = bias + b
     return A, bias, offset
 

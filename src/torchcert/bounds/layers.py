@@ -81,8 +81,9 @@ def _fold(previous: Layer, bn: batchnorm.ScaleOp) -> Layer:
 
 
 def build_layers(model: nn.Module, in_shape: Tuple[int, ...], dtype: torch.dtype,
-                 bn_stats: Optional[dict] = None) -> List[Layer]:
-    """Layer list of ``model`` for inputs of feature shape ``in_shape`` (no batch dimension)."""
+                 bn_stats: Optional[dict] = None, fold_bn: bool = True) -> List[Layer]:
+    """Layer list of ``model`` for inputs of feature shape ``in_shape`` (no batch dimension); BatchNorm is
+    kept as its own layer when ``fold_bn`` is False (the operations as the module runs them)."""
     layers: List[Layer] = []
     shape = tuple(in_shape)
     for name, module in leaf_modules(model):
@@ -91,7 +92,7 @@ def build_layers(model: nn.Module, in_shape: Tuple[int, ...], dtype: torch.dtype
             continue
         if rule is batchnorm:
             op = batchnorm.from_module(module, shape, dtype, bn_stats)
-            if layers and layers[-1].rule in (linear, conv):
+            if fold_bn and layers and layers[-1].rule in (linear, conv):
                 layers[-1] = _fold(layers[-1], op)
                 continue
         else:

@@ -58,6 +58,11 @@ def _inside(o: Tensor, length: int, size: int) -> Tensor:
     return (pos >= 0) & (pos < size)
 
 
+def empty_window(A: Tensor) -> bool:
+    """True when the window of rows ``A (P, R, C, ph, pw)`` has no element (it read only padding)."""
+    return A.shape[-1] == 0 or A.shape[-2] == 0
+
+
 def _common_crop(o: Tensor, length: int, size: int) -> Tuple[int, int]:
     """Rows ``[start, stop)`` of a window of ``length`` at offsets ``o`` (P,) that are outside the map
     for no position: cropping them keeps every in-map entry."""
@@ -135,7 +140,7 @@ def unit_conv_rows(op: conv.ConvOp, channels: Tensor, valid: Tensor, bidx: Tenso
     if op.groups != 1:
         raise ValueError("unit_conv_rows needs groups=1")
     sign = valid.to(op.weight.dtype)
-    A = op.weight[channels] * sign.view(sign.shape + (1, 1, 1))
+    A = op.window_weight[channels] * sign.view(sign.shape + (1, 1, 1))
     bias = op.bias[channels] * sign
     oy, ox = y * op.stride[0] - op.padding[0], x * op.stride[1] - op.padding[1]
     A = channels_last(torch.cat([A, -A], 1))
@@ -158,11 +163,14 @@ def shared_unit_relu_rows(op: conv.ConvOp, relax: relu.Relaxation, channels: Ten
     product of the kernels with each position's slopes, and the intercept term a small matrix product
     (no per-row clamp, copy or reduction). Slopes are zero outside the map, so are those rows.
     Rows ``(P, 2S, Cin, kh, kw)`` (cropped to the map where every position allows), bias ``(P, 2S)``."""
-    W, b = op.weight[channels], op.bias[channels]
+    W, b = op.window_weight[channels], op.bias[channels]
     s = W.shape[0]
     oy, ox = y * op.stride[0] - op.padding[0], x * op.stride[1] - op.padding[1]
     y0, y1 = _common_crop(oy, W.shape[2], in_shape[1])
     x0, x1 = _common_crop(ox, W.shape[3], in_shape[2])
+    if y0 == y1 or x0 == x1:  # every window reads only padding: the neurons are their bias
+        A = W.new_zeros((oy.shape[0], 2 * s, W.shape[1], y1 - y0, x1 - x0))
+        return (A, bidx, oy + y0, ox + x0), torch.cat([b, -b]).expand(oy.shape[0], 2 * s)
     W = channels_last(W[:, :, y0:y1, x0:x1].unsqueeze(0))
     oy, ox = oy + y0, ox + x0
     lower, gap, intercept = _window_lines(relax, bidx, oy, ox, y1 - y0, x1 - x0)
@@ -203,16 +211,22 @@ def _step(layer: Layer, relax, rows: Rows) -> Tuple[Rows, Tensor]:
 
 def lower_bound(layers: Sequence[Layer], rows: Rows, box: Box,
                 relaxations: Sequence[relu.Relaxation], bias: Optional[Tensor] = None) -> Tensor:
-    """Lower bound ``(P, R)`` of each row's ``A . layers(x) + bias`` over ``box`` (feature-map layers)."""
+    """Lower bound ``(P, R)`` of each row's ``A . layers(x) + bias`` over ``box`` (feature-map layers).
+
+    Windows that read only padding (empty after cropping) carry no coefficient: the bound is the bias."""
     j = sum(layer.rule is relu for layer in layers)
     bias = rows[0].new_zeros(rows[0].shape[:2]) if bias is None else bias
     for layer in reversed(layers):
+        if empty_window(rows[0]):
+            return bias
         if layer.rule is relu:
             j -= 1
         rows, b = _step(layer, relaxations[j] if layer.rule is relu else None, rows)
         bias = bias + b
     A, bidx, oy, ox = rows
     ph, pw = A.shape[3:]
+    if empty_window(A):
+        return bias
     center = gather(box.center, bidx, oy, ox, ph, pw)
     radius = gather(box.radius, bidx, oy, ox, ph, pw)
     return _dot(A, center) - _dot(A.abs(), radius) + bias

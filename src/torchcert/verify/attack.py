@@ -10,12 +10,15 @@ from typing import Optional, Tuple
 import torch
 from torch import nn
 
+from .verdict import spec_values
+
 
 def min_margins(model: nn.Module, x: torch.Tensor, C: torch.Tensor) -> torch.Tensor:
-    """``min_j (C f(x))_j`` for each point: x (N, *in), C (1, M, K) -> (N,), by a plain forward pass."""
+    """``min_j (C f(x))_j`` for each point: x (N, *in), C (1, M, K) -> (N,) float64, by a plain forward pass
+    (the spec applied in float64 to the network's logits, so a margin's sign is the network's comparison)."""
     with torch.no_grad():
         logits = model(x)
-    return torch.einsum("mk,nk->nm", C[0].to(logits.dtype), logits).min(dim=1).values
+    return spec_values(logits, C).min(dim=1).values
 
 
 def random_points(lower: torch.Tensor, upper: torch.Tensor, count: int,
@@ -42,8 +45,9 @@ def margin_pgd(model: nn.Module, start: torch.Tensor, lower: torch.Tensor, upper
             value = torch.einsum("mk,nk->nm", C[0].to(logits.dtype), logits).min(dim=1).values
             grad = torch.autograd.grad(value.sum(), x)[0]
         with torch.no_grad():
-            better = value.detach() < best
-            best = torch.where(better, value.detach(), best)
+            exact = spec_values(logits, C).min(dim=1).values
+            better = exact < best
+            best = torch.where(better, exact, best)
             best_x[better] = x.detach()[better]
             x = torch.max(torch.min(x.detach() - scale * grad.sign(), upper), lower)
     final = min_margins(model, x, C)

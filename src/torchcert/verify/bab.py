@@ -6,6 +6,10 @@ in each (:mod:`.branching`), bound all children in one batch with α/β-CROWN (:
 children whose bound is positive, and try the minimisers of their linear bounds as counterexamples. A domain
 whose root-unstable ReLUs are all split is affine on its region and is solved exactly by LP (:mod:`.lp`), so
 the search ends with an exact answer on any ReLU network given enough time.
+
+Bounds and LP leaves run on a copy of the network in the bound dtype (float64 by default); attacks and every
+counterexample check run the network as given. A domain is closed when its bound clears the rounding tolerance
+of :mod:`.verdict`; a counterexample needs a strictly negative margin.
 """
 from __future__ import annotations
 
@@ -23,7 +27,8 @@ from .attack import margin_pgd, min_margins, random_points
 from .branching import choose_neurons
 from .domain_bounds import OptimSettings, bound_minimisers, initial_alphas, optimise_domains
 from .domains import DomainQueue, NeuronIndex, split_relu_bounds
-from .lp import float64_copy, solve_leaf
+from .lp import leaf_layers, solve_leaf
+from .verdict import bound_copy, model_dtype, spec_values, tolerance
 
 STATUSES = ("verified", "falsified", "timeout", "unknown")
 
@@ -55,8 +60,9 @@ class BabSettings:
 class BabResult:
     """Outcome: ``status`` in verified / falsified / timeout / unknown (search ended on an undecidable
     numerically borderline leaf, or ``max_domains`` reached). ``lower_bound`` is a valid lower bound of the
-    minimum margin over the box; ``upper_bound`` the smallest margin seen at a concrete point; a falsified
-    result carries ``counterexample`` (1, *in) whose plain forward pass has a margin <= 0."""
+    minimum margin over the box in real arithmetic (verified means it clears the rounding tolerance of
+    :mod:`.verdict`); ``upper_bound`` the smallest margin seen at a concrete point; a falsified result carries
+    ``counterexample`` (1, *in) whose plain forward pass has a margin < 0."""
 
     status: str
     lower_bound: float
@@ -70,33 +76,50 @@ class _Search:
     """State of one branch-and-bound run (kept out of module globals)."""
 
     def __init__(self, model: nn.Module, box: Box, C: torch.Tensor, settings: BabSettings,
-                 generator: Optional[torch.Generator]) -> None:
+                 generator: Optional[torch.Generator], bound_model: nn.Module) -> None:
         self.model, self.box, self.C, self.settings, self.generator = model, box, C, settings, generator
+        dtype = model_dtype(bound_model)
+        self.bound_model = bound_model
+        self.bound_box = Box(box.lower.detach().to(dtype), box.upper.detach().to(dtype))
+        self.bound_C = C.detach().to(dtype)
+        self.tau = tolerance(model, box, C, dtype)[0].to(dtype)  # (M,)
         self.start = time.perf_counter()
         self.domains = 0
         self.closed_min = float("inf")  # min bound over the leaves proved positive / solved exactly
         self.undecided = 0
         self.best_margin, self.best_point = float("inf"), None
-        self.model64: Optional[nn.Module] = None
+        self.leaf_layers: Optional[list] = None
 
     def elapsed(self) -> float:
         return time.perf_counter() - self.start
 
-    def threshold(self) -> float:
-        """Domains whose worst bound exceeds this are closed: 0 when deciding, the best margin in bound mode."""
-        return self.best_margin if self.settings.bound_mode else 0.0
+    def threshold(self) -> torch.Tensor:
+        """``(M,)``: a domain whose bounds all exceed these is closed: the rounding tolerance when deciding, the
+        best concrete margin in bound mode."""
+        if self.settings.bound_mode:
+            return torch.full_like(self.tau, self.best_margin)
+        return self.tau
+
+    def closes(self, lbs: torch.Tensor) -> torch.Tensor:
+        """``(D,)``: which domains with bounds ``lbs (D, M)`` are closed."""
+        return (lbs > self.threshold()).all(dim=1)
 
     def offer(self, points: torch.Tensor) -> bool:
         """Record the best concrete margin among ``points`` (N, *in); True when one is a counterexample and the
         search should stop on it (never in bound mode)."""
         if points.numel() == 0:
             return False
-        points = torch.max(torch.min(points.to(self.box.lower.dtype), self.box.upper), self.box.lower)
+        points = self.clip(points)
         margins = min_margins(self.model, points, self.C)
         i = int(margins.argmin())
         if float(margins[i]) < self.best_margin:
             self.best_margin, self.best_point = float(margins[i]), points[i:i + 1].detach().clone()
-        return self.best_margin <= 0 and not self.settings.bound_mode
+        return self.best_margin < 0 and not self.settings.bound_mode
+
+    def clip(self, points: torch.Tensor) -> torch.Tensor:
+        """``points`` in the network's dtype, inside the box (rounding to nearest keeps a point between two
+        representable ends of the box inside it; the clamp guards the rest)."""
+        return torch.max(torch.min(points.to(self.box.lower.dtype), self.box.upper), self.box.lower)
 
     def attack(self, starts: torch.Tensor) -> bool:
         s = self.settings
@@ -105,37 +128,41 @@ class _Search:
 
     def result(self, status: str, open_min: float) -> BabResult:
         lower = min(self.closed_min, open_min)
-        if status == "verified" and self.best_margin <= 0:  # bound mode: the search went on past a counterexample
+        if status == "verified" and self.best_margin < 0:  # bound mode: the search went on past a counterexample
             status = "falsified"
-        elif status == "verified" and lower <= 0:  # bound mode: a numerically borderline exact leaf
+        elif status == "verified" and lower <= float(self.tau.max()):  # bound mode: a borderline leaf
             status = "unknown"
         cex = self.best_point if status == "falsified" else None
         return BabResult(status, lower, self.best_margin, cex, self.domains, self.elapsed())
 
 
 def branch_and_bound(model: nn.Module, box: Box, C: torch.Tensor, settings: BabSettings = BabSettings(),
-                     generator: Optional[torch.Generator] = None) -> BabResult:
+                     generator: Optional[torch.Generator] = None,
+                     bound_model: Optional[nn.Module] = None) -> BabResult:
     """Decide whether every margin ``(C f(x))_j`` is positive for all x in ``box`` (or, with
     ``settings.bound_mode``, bound ``min_j (C f(x))_j`` from below as tightly as the time allows).
 
-    model: ``nn.Sequential`` of supported layers in eval mode; box: Box (1, *in); C: (1, M, K).
+    model: ``nn.Sequential`` of supported layers in eval mode, as the user runs it; box: Box (1, *in); C: (1, M, K);
+    bound_model: its copy in the bound dtype (default: a float64 copy, see :func:`.verdict.bound_copy`).
     """
     if box.lower.shape[0] != 1 or C.dim() != 3 or C.shape[0] != 1:
         raise ValueError(f"branch_and_bound takes one box (1, *in) and C (1, M, K); got box "
                          f"{tuple(box.lower.shape)} and C {tuple(C.shape)}")
-    search = _Search(model, box, C, settings, generator)
+    search = _Search(model, box, C, settings, generator, bound_copy(model) if bound_model is None else bound_model)
     with torch.no_grad():
-        root = [Box(b.lower.detach(), b.upper.detach()) for b in bounds.crown_relu_bounds(model, box)]
+        root = [Box(b.lower.detach(), b.upper.detach())
+                for b in bounds.crown_relu_bounds(search.bound_model, search.bound_box)]
     if settings.attacks and search.attack(random_points(box.lower, box.upper, settings.attack_restarts, generator)):
         return search.result("falsified", -float("inf"))
     index = NeuronIndex.from_bounds(root)
     splits = torch.zeros(1, index.size, dtype=torch.int8, device=box.lower.device)
     root_optim = OptimSettings(settings.root_iterations, settings.optim.lr_alpha, settings.optim.lr_beta)
     alphas = initial_alphas(root, C.shape[1])
-    lbs, alphas = optimise_domains(model, box, C, root, index, splits, alphas, root_optim)
+    lbs, alphas = optimise_domains(search.bound_model, search.bound_box, search.bound_C, root, index, splits,
+                                   alphas, root_optim)
     search.domains = 1
-    queue = DomainQueue(index.size, C.shape[1], box.lower.device, box.lower.dtype)
-    if float(lbs.min()) > search.threshold():
+    queue = DomainQueue(index.size, C.shape[1], box.lower.device, search.bound_box.lower.dtype)
+    if bool(search.closes(lbs)[0]):
         search.closed_min = float(lbs.min())
         return search.result("verified", float("inf"))
     queue.push(splits, lbs)
@@ -157,15 +184,16 @@ def _loop(search: _Search, queue: DomainQueue, root: list, index: NeuronIndex, a
         splits, lbs = splits[~full], lbs[~full]
         if splits.shape[0] == 0:
             continue
-        chosen = choose_neurons(search.model, search.box, search.C, root, index, splits, alphas, s.candidates)
+        chosen = choose_neurons(search.bound_model, search.bound_box, search.bound_C, root, index, splits, alphas,
+                                s.candidates)
         kids = torch.cat([splits, splits]).clone()
         rows = torch.arange(splits.shape[0])
         kids[rows, chosen] = 1
         kids[rows + splits.shape[0], chosen] = -1
-        kid_lbs, kid_alphas = optimise_domains(search.model, search.box, search.C, root, index, kids, alphas,
-                                               s.optim, floor=torch.cat([lbs, lbs]))
+        kid_lbs, kid_alphas = optimise_domains(search.bound_model, search.bound_box, search.bound_C, root, index,
+                                               kids, alphas, s.optim, floor=torch.cat([lbs, lbs]))
         search.domains += kids.shape[0]
-        done = kid_lbs.min(dim=1).values > search.threshold()
+        done = search.closes(kid_lbs)
         if bool(done.any()):
             search.closed_min = min(search.closed_min, float(kid_lbs[done].min()))
         queue.push(kids[~done], kid_lbs[~done])
@@ -181,7 +209,8 @@ def _attack_children(search: _Search, root: list, index: NeuronIndex, kids: torc
         return False
     with torch.no_grad():
         relu_bounds = split_relu_bounds(root, index, kids)
-    points = bound_minimisers(search.model, search.box, search.C, relu_bounds, alphas)
+    points = search.clip(bound_minimisers(search.bound_model, search.bound_box, search.bound_C, relu_bounds,
+                                          alphas))
     if search.offer(points):
         return True
     margins = min_margins(search.model, points, search.C)
@@ -194,12 +223,13 @@ def _solve_leaves(search: _Search, root: list, index: NeuronIndex, splits: torch
     if not search.settings.exact_leaves:
         search.undecided += splits.shape[0]
         return False
-    if search.model64 is None:
-        search.model64 = float64_copy(search.model)
+    if search.leaf_layers is None:
+        search.leaf_layers = leaf_layers(search.bound_model, search.box)
     for row in splits:
-        leaf = solve_leaf(search.model64, search.box, search.C, root, index, row)
+        leaf = solve_leaf(search.leaf_layers, search.box, search.C, root, index, row)
         search.domains += 1
-        if leaf.value > search.settings.lp_tolerance or search.settings.bound_mode:
+        clear = float(search.tau.max()) + search.settings.lp_tolerance
+        if leaf.value > clear or search.settings.bound_mode:
             search.closed_min = min(search.closed_min, leaf.value)
             if leaf.point is not None:
                 search.offer(leaf.point.to(search.box.lower.device))

@@ -1,7 +1,9 @@
 """The per-sample verification cascade of the original ``verify.py``, cheapest test first.
 
 natural prediction (wrong => not robust) -> PGD (a counterexample => not robust) -> IBP and CROWN margin bounds
-combined elementwise by max (all > 0 => verified) -> α-CROWN -> branch and bound on the margins still unproved.
+combined elementwise by max (all above the rounding tolerance => verified) -> α-CROWN -> branch and bound on the
+margins still unproved. Bounds are computed on a float64 copy of the network; :mod:`.verdict` defines what
+"verified" and "falsified" mean (floating-point error and ties included).
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from torchcert.attacks import per_example_ce, pgd
 from torchcert.bounds import Box
 
 from .bab import BabSettings, branch_and_bound
+from .verdict import bound_copy, misclassified, model_dtype, tolerance
 
 METHODS = ("ibp", "crown", "alpha", "bab")
 
@@ -68,19 +71,23 @@ def spec_bounds(fn, model: nn.Module, box: Box, C: torch.Tensor, chunk: Optional
 
 
 def _is_counterexample(model: nn.Module, x: torch.Tensor, label: int) -> bool:
+    """A plain forward pass of the network as given: another logit strictly above the label's."""
     with torch.no_grad():
-        return int(model(x).argmax(dim=1)) != label
+        return bool(misclassified(model(x), label)[0])
 
 
 def verify_sample(model: nn.Module, lower: torch.Tensor, upper: torch.Tensor, label: int,
                   methods: Sequence[str] = METHODS, timeout: float = 60.0, x: Optional[torch.Tensor] = None,
                   pgd_steps: int = 40, pgd_step_size: float = 0.035, spec_chunk: Optional[int] = None,
-                  bab: Optional[BabSettings] = None, generator: Optional[torch.Generator] = None) -> VerifyResult:
+                  bab: Optional[BabSettings] = None, generator: Optional[torch.Generator] = None,
+                  bound_model: Optional[nn.Module] = None) -> VerifyResult:
     """Run the cascade on the box ``[lower, upper]`` (1, *in) of a sample with true class ``label``.
 
     ``x`` is the clean input (defaults to the box centre); ``methods`` the bounding stages, a subset of
     :data:`METHODS` (``("ibp", "crown")`` is the original ``--crown_ver``); PGD runs first unless
-    ``pgd_steps`` is 0; ``timeout`` is the branch-and-bound budget in seconds. ``model`` must be in eval mode.
+    ``pgd_steps`` is 0; ``timeout`` is the branch-and-bound budget in seconds. ``model`` must be in eval mode;
+    ``bound_model`` is its copy in the bound dtype (default: a float64 copy made here; pass one made once by
+    :func:`.verdict.bound_copy` when verifying many samples).
     """
     start = time.perf_counter()
     x = (lower + upper) / 2 if x is None else x
@@ -96,29 +103,34 @@ def verify_sample(model: nn.Module, lower: torch.Tensor, upper: torch.Tensor, la
             result.method, result.counterexample = "pgd", adv
             return _finish(result, start)
     result.pgd_ok = True
-    _bound_stages(result, model, Box(lower, upper), label, methods, timeout, spec_chunk, bab, generator)
+    bound_model = bound_copy(model) if bound_model is None else bound_model
+    _bound_stages(result, model, bound_model, Box(lower, upper), label, methods, timeout, spec_chunk, bab,
+                  generator)
     return _finish(result, start)
 
 
-def _bound_stages(result: VerifyResult, model: nn.Module, box: Box, label: int, methods: Sequence[str],
-                  timeout: float, chunk: Optional[int], bab: Optional[BabSettings],
+def _bound_stages(result: VerifyResult, model: nn.Module, bound_model: nn.Module, box: Box, label: int,
+                  methods: Sequence[str], timeout: float, chunk: Optional[int], bab: Optional[BabSettings],
                   generator: Optional[torch.Generator]) -> None:
     with torch.no_grad():
         logits = model(box.lower)
     C = bounds.margin_matrix(torch.tensor([label], device=logits.device), logits.shape[1]).to(logits.dtype)
-    lb = torch.full((1, C.shape[1]), -float("inf"), dtype=logits.dtype, device=logits.device)
+    dtype = model_dtype(bound_model)
+    box_b, C_b = Box(box.lower.to(dtype), box.upper.to(dtype)), C.to(dtype)
+    tau = tolerance(model, box, C, dtype).to(dtype)
+    lb = torch.full((1, C.shape[1]), -float("inf"), dtype=dtype, device=logits.device)
     stages = (("ibp", bounds.ibp), ("crown", bounds.crown), ("alpha", bounds.alpha_crown))
     result.status, result.method = "unknown", "none"
     for name, fn in stages:
         if name not in methods:
             continue
         with torch.no_grad() if name != "alpha" else torch.enable_grad():
-            stage = spec_bounds(fn, model, box, C, chunk)
+            stage = spec_bounds(fn, bound_model, box_b, C_b, chunk)
         result.bounds[name] = float(stage.min())
         lb = torch.maximum(lb, stage)
-        setattr(result, f"{name}_ok", bool((stage > 0).all()) if name == "ibp" else bool((lb > 0).all()))
+        setattr(result, f"{name}_ok", bool((stage > tau).all()) if name == "ibp" else bool((lb > tau).all()))
         result.lower_bound = float(lb.min())
-        if bool((lb > 0).all()):
+        if bool((lb > tau).all()):
             result.status, result.method = "verified", name
             for later in ("crown", "alpha")[("ibp", "crown", "alpha").index(name):]:
                 if later in methods:  # the max-combined bounds of the later stages verify too
@@ -126,10 +138,10 @@ def _bound_stages(result: VerifyResult, model: nn.Module, box: Box, label: int, 
             return
     if "bab" not in methods:
         return
-    open_rows = (lb[0] <= 0).nonzero().flatten()
+    open_rows = (lb[0] <= tau[0]).nonzero().flatten()
     settings = dataclasses.replace(bab or BabSettings(), timeout=timeout)
-    out = branch_and_bound(model, box, C[:, open_rows], settings, generator)
-    proved = lb[0][lb[0] > 0]
+    out = branch_and_bound(model, box, C[:, open_rows], settings, generator, bound_model)
+    proved = lb[0][lb[0] > tau[0]]
     result.lower_bound = min(out.lower_bound, float(proved.min())) if proved.numel() else out.lower_bound
     result.bounds["bab"] = out.lower_bound
     result.status, result.method, result.domains = out.status, "bab", out.domains

@@ -73,6 +73,10 @@ def optimise_domains(model: nn.Module, box: Box, C: torch.Tensor, root: Sequence
     betas = [torch.zeros(count, C.shape[1], *s.shape[2:], dtype=dtype, device=s.device).requires_grad_(True)
              for s in signs]
     has_split = [bool(s.any()) for s in signs]
+    if not alphas:  # no ReLU: the network is affine, its CROWN bound is exact
+        with torch.no_grad():
+            lower = domain_bound(model, boxes, specs, relu_bounds, alphas, betas, signs)
+        return (lower if floor is None else torch.maximum(floor, lower)), []
     params = [{"params": alphas, "lr": settings.lr_alpha}]
     if any(has_split):
         params.append({"params": [b for b, h in zip(betas, has_split) if h], "lr": settings.lr_beta})

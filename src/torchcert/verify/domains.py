@@ -42,6 +42,8 @@ class NeuronIndex:
         for shape in shapes:
             offsets.append(start)
             start += _numel(shape)
+        if not relu_bounds:  # no ReLU: nothing to split
+            return NeuronIndex((), (), torch.zeros(0, dtype=torch.int64))
         low, up = flat_bounds(relu_bounds)
         unstable = torch.nonzero((low[0] < 0) & (up[0] > 0)).flatten()
         return NeuronIndex(shapes, tuple(offsets), unstable)

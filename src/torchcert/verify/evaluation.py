@@ -100,10 +100,13 @@ def bab_margin_bounds(model: nn.Module, box: Box, C: torch.Tensor, timeout: floa
     margin, the original's 1-vs-1 OVAL runs), combined by max with ``start`` (1, M) when given: (1, M)."""
     from .bab import BabSettings, branch_and_bound
 
+    from .verdict import bound_copy
+
     settings = BabSettings(timeout=timeout, bound_mode=True)
+    bound_model = bound_copy(model)
     out = torch.empty(1, C.shape[1], dtype=box.lower.dtype, device=box.lower.device)
     for j in range(C.shape[1]):
-        out[0, j] = branch_and_bound(model, box, C[:, j:j + 1], settings).lower_bound
+        out[0, j] = branch_and_bound(model, box, C[:, j:j + 1], settings, bound_model=bound_model).lower_bound
     return out if start is None else torch.maximum(out, start)
 
 

@@ -6,11 +6,14 @@ pre-activations ``z(x) = J x + c``. The minimum of spec j over the domain is the
 
     min_x  C_j (G x + g)   s.t.  lower <= x <= upper,   s_i (J_i x + c_i) >= 0  for each split neuron i,
 
-which is exact (and infeasible when the domain is empty).
+which is exact (and infeasible when the domain is empty). The affine pieces come from the bound engine's own layer
+list (``torchcert.bounds.layers``, nested containers flattened, BatchNorm folded), built once in float64: the
+network is not walked a second way. The reported value is not the solver's objective but the bound the solver's
+dual multipliers prove: for any ``lambda >= 0``, ``min_box (G_j + lambda^T A) x - lambda^T b + g_j`` is a lower
+bound of the LP, evaluated here in float64, so solver tolerances cannot make a leaf look better than it is.
 """
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from typing import List, Optional, Sequence
 
@@ -19,37 +22,42 @@ import torch
 from torch import nn
 
 from torchcert.bounds import Box
+from torchcert.bounds.layers import Layer, build_layers
+from torchcert.bounds.rules import relu
 
 from .domains import NeuronIndex, dense_signs, flat_bounds
 
 
 @dataclass(frozen=True)
 class LeafSolution:
-    """Exact minimum over the domain of the worst spec (``inf`` when empty) and a minimiser (1, *in) or None."""
+    """Proved minimum over the domain of the worst spec (``inf`` when empty) and a minimiser (1, *in) or None."""
 
     value: float
     point: Optional[torch.Tensor]
 
 
-def float64_copy(model: nn.Module) -> nn.Module:
-    """A float64 deep copy of ``model`` in eval mode, for exact affine maps."""
-    return copy.deepcopy(model).to(torch.float64).eval()
+def leaf_layers(model: nn.Module, box: Box) -> List[Layer]:
+    """The bound engine's layers of ``model`` (eval mode) in float64, for inputs shaped like ``box``."""
+    return build_layers(model, tuple(box.lower.shape[1:]), torch.float64)
 
 
-def _masked_forward(model: nn.Module, x: torch.Tensor, masks: Sequence[torch.Tensor]) -> tuple:
-    """Forward pass with ReLU i replaced by multiplication with ``masks[i]``; returns (output, [pre-activations])."""
+def _masked_forward(layers: Sequence[Layer], x: torch.Tensor, masks: Sequence[torch.Tensor]) -> tuple:
+    """Forward pass through ``layers`` with ReLU i replaced by multiplication with ``masks[i]``; returns
+    (output, [flattened pre-activations])."""
     pre: List[torch.Tensor] = []
-    for layer in model:
-        if isinstance(layer, nn.ReLU):
+    for layer in layers:
+        if layer.rule is relu:
             pre.append(x.flatten(1))
             x = x * masks[len(pre) - 1]
         else:
-            x = layer(x)
+            x = layer.rule.forward(layer.op, x)
     return x, pre
 
 
 def _phase_masks(root: Sequence[Box], index: NeuronIndex, split_row: torch.Tensor) -> List[torch.Tensor]:
     """Per ReLU a 0/1 float64 mask (1, *shape): active if l >= 0 or split active, else 0."""
+    if not root:
+        return []
     low, _ = flat_bounds(root)
     signs = dense_signs(index, split_row.view(1, -1))
     active = ((low >= 0) | (signs > 0)).to(torch.float64)
@@ -57,9 +65,19 @@ def _phase_masks(root: Sequence[Box], index: NeuronIndex, split_row: torch.Tenso
             for shape, start in zip(index.shapes, index.offsets)]
 
 
-def solve_leaf(model64: nn.Module, box: Box, C: torch.Tensor, root: Sequence[Box], index: NeuronIndex,
+def _dual_bound(cost: np.ndarray, A_ub: np.ndarray, b_ub: np.ndarray, var_bounds: np.ndarray,
+                marginals: Optional[np.ndarray]) -> float:
+    """``min_box (cost + lambda^T A_ub) x - lambda^T b_ub`` with ``lambda = max(-marginals, 0)``: a lower bound
+    of ``min cost^T x`` s.t. ``A_ub x <= b_ub``, x in the box, valid for any ``lambda >= 0``."""
+    lam = np.zeros(len(b_ub)) if marginals is None else np.maximum(-np.asarray(marginals), 0.0)
+    reduced = cost + lam @ A_ub if len(b_ub) else cost
+    box_min = np.where(reduced > 0, reduced * var_bounds[:, 0], reduced * var_bounds[:, 1]).sum()
+    return float(box_min - (lam @ b_ub if len(b_ub) else 0.0))
+
+
+def solve_leaf(layers: Sequence[Layer], box: Box, C: torch.Tensor, root: Sequence[Box], index: NeuronIndex,
                split_row: torch.Tensor) -> LeafSolution:
-    """Exact min over specs of ``C f`` on a fully split domain; ``model64`` from :func:`float64_copy`.
+    """Exact min over specs of ``C f`` on a fully split domain; ``layers`` from :func:`leaf_layers`.
 
     box: (1, *in); C: (1, M, K); split_row (U,) int8 with no zero entry.
     """
@@ -68,14 +86,16 @@ def solve_leaf(model64: nn.Module, box: Box, C: torch.Tensor, root: Sequence[Box
     low = box.lower.detach().to(torch.float64).cpu()
     up = box.upper.detach().to(torch.float64).cpu()
     n = low.numel()
-    basis = torch.cat([torch.zeros(1, n, dtype=torch.float64), torch.eye(n, dtype=torch.float64)]).view(n + 1, *low.shape[1:])
-    masks = [m.cpu() for m in _phase_masks(root, index, split_row)]
+    device = box.lower.device
+    basis = torch.cat([torch.zeros(1, n, dtype=torch.float64), torch.eye(n, dtype=torch.float64)])
+    masks = [m.to(device, torch.float64) for m in _phase_masks(root, index, split_row)]
     with torch.no_grad():
-        out, pre = _masked_forward(model64.cpu(), basis, masks)
+        out, pre = _masked_forward(layers, basis.view(n + 1, *low.shape[1:]).to(device), masks)
+    out, pre = out.cpu(), [p.cpu() for p in pre]
     spec = C[0].detach().to(torch.float64).cpu()
-    margins = out @ spec.T                                     # (n+1, M)
+    margins = out.flatten(1) @ spec.T                          # (n+1, M)
     G, g = (margins[1:] - margins[:1]).T.numpy(), margins[0].numpy()
-    z = torch.cat(pre, dim=1)[:, index.unstable]               # (n+1, U)
+    z = torch.cat(pre, dim=1)[:, index.unstable.cpu()] if pre else torch.zeros(n + 1, 0, dtype=torch.float64)
     J, c = (z[1:] - z[:1]).T.numpy(), z[0].numpy()
     s = split_row.to(torch.float64).cpu().numpy()
     A_ub, b_ub = -s[:, None] * J, s * c                        # s (J x + c) >= 0
@@ -88,7 +108,8 @@ def solve_leaf(model64: nn.Module, box: Box, C: torch.Tensor, root: Sequence[Box
             return LeafSolution(float("inf"), None)
         if res.status != 0:
             raise RuntimeError(f"LP solver failed on a fully split domain: {res.message}")
-        value = float(res.fun + g[j])
+        marginals = res.ineqlin.marginals if len(s) else None
+        value = _dual_bound(G[j], A_ub, b_ub, var_bounds, marginals) + float(g[j])
         if value < best.value:
             point = torch.from_numpy(np.clip(res.x, var_bounds[:, 0], var_bounds[:, 1])).view_as(low)
             best = LeafSolution(value, point)

@@ -11,6 +11,7 @@ import torch
 from .cascade import METHODS, parse_methods, verify_sample
 from .results import ResultStore, format_table, record_of, summarise
 from .setup import EvalSetup, build_setup
+from .verdict import bound_copy
 
 PathLike = Union[str, Path]
 
@@ -52,6 +53,7 @@ def _verify_range(setup: EvalSetup, methods: tuple, timeout: float, start: int, 
     if not 0 <= start <= end:
         raise ValueError(f"start {start} must lie in [0, {end}] (the split has {len(setup.split)} samples)")
     generator = torch.Generator(setup.device)
+    bound_model = bound_copy(setup.model)  # float64 copy for the bounds, made once
     bar = tqdm(range(start, end), disable=None if progress else True, dynamic_ncols=True)
     for idx in bar:
         if idx in store:
@@ -59,7 +61,8 @@ def _verify_range(setup: EvalSetup, methods: tuple, timeout: float, start: int, 
         x, lower, upper, label = setup.sample(idx)
         generator.manual_seed(seed * 1_000_003 + idx)  # per-sample seed: resumed runs give the same answers
         result = verify_sample(setup.model, lower, upper, label, methods, timeout, x=x, pgd_steps=pgd_steps,
-                               pgd_step_size=pgd_step_size, spec_chunk=spec_batch, generator=generator)
+                               pgd_step_size=pgd_step_size, spec_chunk=spec_batch, generator=generator,
+                               bound_model=bound_model)
         store.add(record_of(idx, label, result))
         done = store.select(range(start, idx + 1))
         bar.set_description(f"verified {sum(r['verified'] for r in done)}/{len(done)}")

@@ -27,3 +27,4 @@ output_shape = conv.output_shape
 forward = conv.forward
 ibp = conv.ibp
 backward = conv.backward
+rounding_error = conv.rounding_error

@@ -12,15 +12,19 @@ from typing import Optional, Tuple
 import torch
 from torch import Tensor, nn
 
-from ._window import Offset, channel_view, crop
+from ..box import Box
+from ._window import Offset, channel_view, crop, gamma, magnitude
 
 
 @dataclass(frozen=True)
 class ScaleOp:
-    """Per-channel ``scale (C,)`` and ``shift (C,)`` (channel dimension 1 of the input)."""
+    """Per-channel ``scale (C,)`` and ``shift (C,)`` (channel dimension 1 of the input); ``shift_size``
+    ``|b| + |mean scale|``, the size of the terms the shift is computed from (for rounding-error bounds;
+    ``|shift|`` when None)."""
 
     scale: Tensor
     shift: Tensor
+    shift_size: Optional[Tensor] = None
 
 
 def statistics(module: nn.modules.batchnorm._BatchNorm, bn_stats: Optional[dict]) -> Tuple[Tensor, Tensor]:
@@ -43,7 +47,8 @@ def from_module(module: nn.Module, in_shape: Tuple[int, ...], dtype: torch.dtype
     weight = module.weight if module.affine else ones
     bias = module.bias if module.affine else torch.zeros_like(mean)
     scale = weight / torch.sqrt(var + module.eps)
-    return ScaleOp(scale.to(dtype), (bias - mean * scale).to(dtype))
+    size = (bias.abs() + (mean * scale).abs()).detach().to(dtype)
+    return ScaleOp(scale.to(dtype), (bias - mean * scale).to(dtype), size)
 
 
 def output_shape(op: ScaleOp, in_shape: Tuple[int, ...]) -> Tuple[int, ...]:
@@ -66,3 +71,12 @@ def backward(op: ScaleOp, A: Tensor, offset: Offset, in_shape: Tuple[int, ...]) 
     feature_dims = tuple(range(2, A.dim()))
     bias = (A * channel_view(op.shift, nd)).sum(feature_dims)
     return A * channel_view(op.scale, nd), bias, offset
+
+
+def rounding_error(op: ScaleOp, pre: Box, error: Tensor, unit: float) -> Tensor:
+    """Bound on the error of ``x' * scale' + shift'`` with ``scale'``, ``shift'`` themselves rounded from the
+    parameters and statistics (a few operations each): ``|s| e + gamma_8 (|s| (|x| + e) + |b| + |mean s|)``."""
+    nd = error.dim() - 1
+    scale = channel_view(op.scale.abs(), nd)
+    size = op.shift_size if op.shift_size is not None else op.shift.abs()
+    return scale * error + gamma(8, unit) * (scale * (magnitude(pre) + error) + channel_view(size, nd))

@@ -8,13 +8,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ._window import Offset
+from ..box import Box
+from ._window import Offset, channel_view, gamma, magnitude
 
 
 @dataclass(frozen=True)
 class ConvOp:
     """``weight (Cout, Cin/groups, kh, kw)``, ``bias (Cout,)``; ``ibp_weight`` stacks ``W`` and ``|W|``
-    (``ibp_weight[Cout:]`` is ``|W|``)."""
+    (``ibp_weight[Cout:]`` is ``|W|``); ``window_weight`` is the kernel over the input window one output
+    reads, ``(Cout, Cin/groups, d (kh - 1) + 1, d (kw - 1) + 1)``: ``weight`` with ``d - 1`` zeros between taps
+    (the weight itself when ``dilation == 1``)."""
 
     weight: Tensor
     bias: Tensor
@@ -24,6 +27,19 @@ class ConvOp:
     groups: int
     ibp_weight: Tensor
     ibp_bias: Tensor
+    window_weight: Tensor
+
+
+def dilate_kernel(weight: Tensor, dilation: Tuple[int, int]) -> Tensor:
+    """``weight (..., kh, kw)`` spread over its dilated window: tap ``(i, j)`` at ``(d_y i, d_x j)``, zeros
+    elsewhere, so that a dense (dilation 1) correlation with the result equals the dilated one."""
+    dy, dx = dilation
+    if (dy, dx) == (1, 1):
+        return weight
+    kh, kw = weight.shape[-2:]
+    out = weight.new_zeros(weight.shape[:-2] + (dy * (kh - 1) + 1, dx * (kw - 1) + 1))
+    out[..., ::dy, ::dx] = weight
+    return out
 
 
 def make(weight: Tensor, bias: Tensor, stride, padding, dilation, groups: int) -> ConvOp:
@@ -31,7 +47,9 @@ def make(weight: Tensor, bias: Tensor, stride, padding, dilation, groups: int) -
     ibp_weight = torch.cat([weight, weight.abs()], 0)
     ibp_bias = torch.cat([bias, torch.zeros_like(bias)], 0)
     pair = torch.nn.modules.utils._pair
-    return ConvOp(weight, bias, pair(stride), pair(padding), pair(dilation), groups, ibp_weight, ibp_bias)
+    dilation = pair(dilation)
+    return ConvOp(weight, bias, pair(stride), pair(padding), dilation, groups, ibp_weight, ibp_bias,
+                  dilate_kernel(weight, dilation))
 
 
 def from_module(module: nn.Conv2d, in_shape: Tuple[int, ...], dtype: torch.dtype) -> ConvOp:
@@ -108,14 +126,15 @@ def _transpose_few(op: ConvOp, A: Tensor) -> Tensor:
 
 def transpose(op: ConvOp, A: Tensor) -> Tensor:
     """``conv_transpose2d(A, W)`` without padding; channels-last out, except onto few channels. Stride 2
-    with odd kernels runs as four stride-1 phases (one per output parity, each with its sub-kernel):
-    measured faster on CPU than oneDNN's strided transposed convolution."""
+    with odd kernels of at least 3 x 3 (so every phase has taps) runs as four stride-1 phases (one per
+    output parity, each with its sub-kernel): measured faster on CPU than oneDNN's strided transposed
+    convolution."""
     kh, kw = op.weight.shape[-2:]
     plain = op.dilation == (1, 1) and op.groups == 1
     if plain and op.stride == (1, 1) and op.weight.shape[1] <= FEW_CHANNELS and _channels_last(A) \
             and not A.requires_grad:
         return _transpose_few(op, A)
-    if op.stride != (2, 2) or not plain or kh % 2 == 0 or kw % 2 == 0:
+    if op.stride != (2, 2) or not plain or kh % 2 == 0 or kw % 2 == 0 or kh < 3 or kw < 3:
         return F.conv_transpose2d(A, op.weight, None, op.stride, 0, 0, op.groups, op.dilation)
     h, w = (A.shape[-2] - 1) * 2 + kh, (A.shape[-1] - 1) * 2 + kw
     out = torch.empty(A.shape[0], op.weight.shape[1], h, w, dtype=A.dtype, device=A.device,
@@ -142,3 +161,16 @@ def backward(op: ConvOp, A: Tensor, offset: Offset, in_shape: Tuple[int, ...]) -
     out = out[:, :, ylo:yhi, xlo:xhi]
     bias = A.sum((-2, -1)) @ op.bias
     return out.reshape((s, b) + out.shape[1:]), bias, (y0, x0)
+
+
+def rounding_error(op: ConvOp, pre: Box, error: Tensor, unit: float) -> Tensor:
+    """As ``linear.rounding_error`` with ``|W|`` applied as a convolution; fan-in ``Cin/groups kh kw``. The
+    bound holds for summation in any order (direct, im2col/GEMM, blocked), not for Winograd or FFT."""
+    abs_weight = op.ibp_weight[op.weight.shape[0]:]
+    size = magnitude(pre) + error
+    n = op.weight[0].numel() + 1
+
+    def spread(t: Tensor) -> Tensor:
+        return F.conv2d(t, abs_weight, None, op.stride, op.padding, op.dilation, op.groups)
+
+    return spread(error) + gamma(n, unit) * (spread(size) + channel_view(op.bias.abs(), 3))

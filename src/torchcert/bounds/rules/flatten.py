@@ -7,6 +7,7 @@ from typing import Tuple
 import torch
 from torch import Tensor, nn
 
+from ..box import Box
 from ._window import Offset
 
 
@@ -42,3 +43,8 @@ def backward(op: FlattenOp, A: Tensor, offset: Offset, in_shape: Tuple[int, ...]
     """Reshape ``(S, B, F) -> (S, B, *in_shape)``; a feature map is then covered fully (offset 0)."""
     out = A.reshape(A.shape[:2] + tuple(in_shape))
     return out, A.new_zeros(A.shape[:2]), ((0, 0) if len(in_shape) == 3 else None)
+
+
+def rounding_error(op: FlattenOp, pre: Box, error: Tensor, unit: float) -> Tensor:
+    """A reshape is exact: the error is carried over."""
+    return forward(op, error)

@@ -7,6 +7,7 @@ from typing import Tuple
 import torch
 from torch import Tensor, nn
 
+from ..box import Box
 from ._window import Offset
 
 
@@ -33,3 +34,8 @@ def ibp(op: IdentityOp, center: Tensor, radius: Tensor) -> Tuple[Tensor, Tensor]
 
 def backward(op: IdentityOp, A: Tensor, offset: Offset, in_shape: Tuple[int, ...]) -> Tuple[Tensor, Tensor, Offset]:
     return A, A.new_zeros(A.shape[:2]), offset
+
+
+def rounding_error(op: IdentityOp, pre: Box, error: Tensor, unit: float) -> Tensor:
+    """Exact: the error is carried over."""
+    return error

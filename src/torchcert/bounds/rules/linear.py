@@ -7,7 +7,8 @@ from typing import Tuple
 import torch
 from torch import Tensor, nn
 
-from ._window import Offset
+from ..box import Box
+from ._window import Offset, gamma, magnitude
 
 
 @dataclass(frozen=True)
@@ -46,3 +47,11 @@ def ibp(op: LinearOp, center: Tensor, radius: Tensor) -> Tuple[Tensor, Tensor]:
 def backward(op: LinearOp, A: Tensor, offset: Offset, in_shape: Tuple[int, ...]) -> Tuple[Tensor, Tensor, Offset]:
     """``A (S, B, out) -> (A W (S, B, in), A b (S, B))``."""
     return A @ op.weight, A @ op.bias, None
+
+
+def rounding_error(op: LinearOp, pre: Box, error: Tensor, unit: float) -> Tensor:
+    """Bound on ``|fl(W x' + b) - (W x + b)|`` for a float input ``x'`` with ``|x' - x| <= error``, ``x`` in
+    ``pre``: ``|W| e + gamma_(n+1) (|W| (|x| + e) + |b|)`` (``n`` = fan-in, any summation order, FMA or not)."""
+    size = magnitude(pre) + error
+    n = op.weight.shape[1] + 1
+    return error @ op.abs_weight.t() + gamma(n, unit) * (size @ op.abs_weight.t() + op.bias.abs())

@@ -83,3 +83,9 @@ def backward(relax: Relaxation, A: Tensor, offset: Offset, in_shape: Tuple[int, 
     neg = A.clamp(max=0)
     bias = (neg * intercept).sum(tuple(range(2, A.dim())))
     return (A * lower).addcmul_(neg, upper - lower), bias, offset
+
+
+def rounding_error(op: ReluOp, pre: Box, error: Tensor, unit: float) -> Tensor:
+    """``max(x', 0)`` is exact and 1-Lipschitz: the error is carried over, and is zero where both the float and
+    the real input are surely negative (``upper + e < 0``)."""
+    return torch.where(pre.upper + error < 0, torch.zeros_like(error), error)

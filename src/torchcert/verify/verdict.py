@@ -1,0 +1,67 @@
+"""What "verified" and "falsified" mean, in one place.
+
+* **Falsified**: a point of the box at which the network, run as the user runs it (its dtype, its device, eval
+  mode), violates the specification: some margin ``(C f(x))_j`` is strictly negative. For the margin
+  specification ``e_y - e_j`` that is: some other logit is strictly greater than the label's. A tie is not a
+  counterexample (and is never verified either). The margins are taken in float64 from the network's logits,
+  so their sign is that of the comparison the network makes.
+* **Verified**: every margin's lower bound clears a tolerance ``tau_j`` that covers floating-point error.
+  Bounds are computed in ``bound_dtype`` (float64 by default) on a copy of the network and are bounds for real
+  arithmetic; the network as run rounds. ``tau = |C| e_run + 4 |C| e_bound`` where ``e_run`` bounds the
+  rounding error of the network's forward pass in its own dtype over the box (:mod:`torchcert.bounds.rounding`)
+  and ``e_bound`` the same in the bound dtype, an allowance for the rounding of the bound computation itself
+  (an estimate: the back-substitution rounds about as often as the forward pass). A bound that does not clear
+  ``tau`` leaves the sample undecided (timeout/unknown), never verified.
+"""
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import Tensor, nn
+
+from torchcert.bounds import Box
+from torchcert.bounds.rounding import forward_error, unit_roundoff
+
+#: the bound-computation allowance counts this many forward passes' worth of rounding
+BOUND_ROUNDING_FACTOR = 4.0
+
+
+def model_dtype(model: nn.Module) -> torch.dtype:
+    """The floating dtype the network runs in (that of its first floating parameter or buffer)."""
+    for t in list(model.parameters()) + list(model.buffers()):
+        if t.is_floating_point():
+            return t.dtype
+    return torch.get_default_dtype()
+
+
+def bound_copy(model: nn.Module, dtype: torch.dtype = torch.float64) -> nn.Module:
+    """The network in ``dtype`` for bounding: ``model`` itself when it already is, else an eval-mode copy."""
+    if model_dtype(model) == dtype:
+        return model
+    return copy.deepcopy(model).to(dtype).eval()
+
+
+def spec_values(logits: Tensor, C: Tensor) -> Tensor:
+    """``C f`` in float64 from the network's logits ``(N, K)`` and ``C (1 or N, M, K)``: ``(N, M)``."""
+    spec = C.to(torch.float64)
+    spec = spec[0] if spec.shape[0] == 1 else spec
+    eq = "mk,nk->nm" if spec.dim() == 2 else "nmk,nk->nm"
+    return torch.einsum(eq, spec, logits.detach().to(torch.float64))
+
+
+def misclassified(logits: Tensor, label: int) -> Tensor:
+    """``(N,)``: some other class's logit strictly exceeds the label's (a tie is not a misclassification)."""
+    others = torch.cat([logits[:, :label], logits[:, label + 1:]], dim=1)
+    return (others > logits[:, label:label + 1]).any(dim=1)
+
+
+def tolerance(model: nn.Module, box: Box, C: Tensor, bound_dtype: torch.dtype = torch.float64) -> Tensor:
+    """``tau (B, M)`` float64: a margin bound verifies spec j only when it exceeds ``tau_j`` (module docstring).
+
+    ``model`` is the network as the user runs it; ``box (B, *in)``; ``C (B, M, K)``."""
+    device = box.lower.device
+    run = forward_error(model, box, unit_roundoff(model_dtype(model), device))
+    bound = forward_error(model, box, unit_roundoff(bound_dtype, device))
+    e = run + BOUND_ROUNDING_FACTOR * bound                                  # (B, K)
+    return torch.einsum("bmk,bk->bm", C.to(torch.float64).abs(), e)
