@@ -100,3 +100,22 @@ def test_float32_and_float64_follow_the_input():
     assert ibp(model, box32).lower.dtype == torch.float32
     box64 = Box(box32.lower.double(), box32.upper.double())
     assert crown(model, box64, torch.eye(2, dtype=torch.float64).unsqueeze(0)).lower.dtype == torch.float64
+
+
+def test_input_box_takes_per_channel_limits_and_refuses_bad_ones():
+    """``data_min``/``data_max`` of shape (C,) are per channel, like ``std`` (they used to broadcast over width)."""
+    from torchcert.bounds import input_box
+
+    std = torch.tensor([0.25, 0.5, 1.0])
+    low, high = -0.5 / std, 0.5 / std
+    x = torch.zeros(2, 3, 3, 3)
+    a = input_box(x, 0.9, None, std, low, high)
+    b = input_box(x, 0.9, None, std, low.view(1, -1, 1, 1), high.view(1, -1, 1, 1))
+    assert torch.equal(a.lower, b.lower) and torch.equal(a.upper, b.upper)
+    assert torch.equal(a.lower[:, 0], torch.full((2, 3, 3), -2.0))
+    with pytest.raises(ValueError, match="channels"):
+        input_box(x, 0.1, None, std, torch.zeros(4), 1.0)
+    with pytest.raises(ValueError, match="does not broadcast"):
+        input_box(x, 0.1, None, std, torch.zeros(2, 2), 1.0)
+    with pytest.raises(ValueError, match=">= 0"):
+        input_box(x, -0.1, None, std, low, high)
