@@ -86,16 +86,18 @@ def test_chunk_size_does_not_change_bounds(kind):
             torch.testing.assert_close(got.upper, ref.upper, rtol=1e-10, atol=1e-10)
 
 
+@pytest.mark.parametrize("kernel,dilation", [((3, 3), 1), ((1, 1), 1), ((1, 3), 1), ((3, 1), 1), ((5, 3), 1),
+                                             ((3, 3), 2), ((2, 2), 1)])
 @pytest.mark.parametrize("cin,cout,stride,size", [(3, 5, 1, 4), (2, 6, 1, 1), (4, 5, 2, 3), (3, 4, 2, 2)])
-def test_transposed_convolution_paths(cin, cout, stride, size):
+def test_transposed_convolution_paths(cin, cout, stride, size, kernel, dilation):
     """``conv.transpose`` (GEMM + shifted adds onto ``cin <= FEW_CHANNELS`` channels; stride 2 in phases) equals
-    ``conv_transpose2d`` on channels-last coefficients."""
+    ``conv_transpose2d`` on channels-last coefficients, for kernels with size-1 dimensions and dilation too."""
     gen = torch.Generator().manual_seed(cin * 10 + cout)
-    weight = torch.randn(cout, cin, 3, 3, dtype=torch.float64, generator=gen)
-    op = conv.make(weight, torch.zeros(cout, dtype=torch.float64), stride, 1, 1, 1)
+    weight = torch.randn(cout, cin, *kernel, dtype=torch.float64, generator=gen)
+    op = conv.make(weight, torch.zeros(cout, dtype=torch.float64), stride, 1, dilation, 1)
     A = torch.randn(7, cout, size, size, dtype=torch.float64, generator=gen).contiguous(
         memory_format=torch.channels_last)
-    expected = torch.nn.functional.conv_transpose2d(A, weight, None, stride)
+    expected = torch.nn.functional.conv_transpose2d(A, weight, None, stride, dilation=dilation)
     torch.testing.assert_close(conv.transpose(op, A), expected, rtol=1e-12, atol=1e-12)
 
 

@@ -48,3 +48,13 @@ def test_dual_bound_is_below_the_lp_minimum_and_tight():
         bound = _dual_bound(cost, A, b, box, res.ineqlin.marginals)
         assert bound <= res.fun + 1e-12 and bound == pytest.approx(res.fun, abs=1e-7)
         assert _dual_bound(cost, A, b, box, np.zeros(m)) <= res.fun + 1e-12  # any lambda >= 0 is a bound
+
+
+def test_empty_domains_are_proved_empty():
+    from torchcert.verify.lp import _proven_empty
+
+    box = np.array([[-1.0, 1.0], [-1.0, 1.0]])
+    A = np.array([[1.0, 0.0], [-1.0, 0.0]])
+    assert _proven_empty(A, np.array([-0.2, -0.2]), box)        # x0 <= -0.2 and x0 >= 0.2
+    assert not _proven_empty(A, np.array([0.2, 0.2]), box)      # |x0| <= 0.2
+    assert _proven_empty(np.array([[1.0, 1.0]]), np.array([-3.0]), box)  # out of the box alone

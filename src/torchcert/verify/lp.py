@@ -30,7 +30,8 @@ from .domains import NeuronIndex, dense_signs, flat_bounds
 
 @dataclass(frozen=True)
 class LeafSolution:
-    """Proved minimum over the domain of the worst spec (``inf`` when empty) and a minimiser (1, *in) or None."""
+    """Proved minimum over the domain of the worst spec (``inf`` when proved empty, ``-inf`` when the solver could
+    not decide) and a minimiser (1, *in) or None."""
 
     value: float
     point: Optional[torch.Tensor]
@@ -75,6 +76,24 @@ def _dual_bound(cost: np.ndarray, A_ub: np.ndarray, b_ub: np.ndarray, var_bounds
     return float(box_min - (lam @ b_ub if len(b_ub) else 0.0))
 
 
+def _proven_empty(A_ub: np.ndarray, b_ub: np.ndarray, var_bounds: np.ndarray) -> bool:
+    """True when ``{x in box : A_ub x <= b_ub}`` is empty, proved by the dual bound of the phase-one LP
+    ``min t`` s.t. ``A_ub x - t <= b_ub``, ``0 <= t <= T`` (T: the largest violation over the box) being > 0."""
+    from scipy.optimize import linprog
+
+    lo = np.where(A_ub > 0, A_ub * var_bounds[:, 0], A_ub * var_bounds[:, 1]).sum(1)
+    hi = np.where(A_ub > 0, A_ub * var_bounds[:, 1], A_ub * var_bounds[:, 0]).sum(1)
+    top = float(np.max(np.maximum(hi - b_ub, 0.0))) + 1.0
+    if float(np.max(lo - b_ub)) > 0:  # one constraint alone fails everywhere in the box
+        return True
+    A = np.hstack([A_ub, -np.ones((len(b_ub), 1))])
+    bounds = np.vstack([var_bounds, [[0.0, top]]])
+    cost = np.zeros(A.shape[1])
+    cost[-1] = 1.0
+    res = linprog(cost, A_ub=A, b_ub=b_ub, bounds=bounds, method="highs")
+    return res.status == 0 and _dual_bound(cost, A, b_ub, bounds, res.ineqlin.marginals) > 0
+
+
 def solve_leaf(layers: Sequence[Layer], box: Box, C: torch.Tensor, root: Sequence[Box], index: NeuronIndex,
                split_row: torch.Tensor) -> LeafSolution:
     """Exact min over specs of ``C f`` on a fully split domain; ``layers`` from :func:`leaf_layers`.
@@ -104,10 +123,17 @@ def solve_leaf(layers: Sequence[Layer], box: Box, C: torch.Tensor, root: Sequenc
     for j in range(G.shape[0]):
         res = linprog(G[j], A_ub=A_ub if len(s) else None, b_ub=b_ub if len(s) else None,
                       bounds=var_bounds, method="highs")
-        if res.status == 2:                                    # infeasible: the domain is empty
-            return LeafSolution(float("inf"), None)
-        if res.status != 0:
-            raise RuntimeError(f"LP solver failed on a fully split domain: {res.message}")
+        if res.status == 2:                                    # infeasible: the domain is empty, if proved so
+            if _proven_empty(A_ub, b_ub, var_bounds):
+                return LeafSolution(float("inf"), None)
+            slack = 1e-6 * (1.0 + np.abs(b_ub))                 # else a slightly larger domain: a lower bound
+            res = linprog(G[j], A_ub=A_ub, b_ub=b_ub + slack, bounds=var_bounds, method="highs")
+            if res.status == 0:
+                value = _dual_bound(G[j], A_ub, b_ub + slack, var_bounds, res.ineqlin.marginals) + float(g[j])
+                best = min(best, LeafSolution(value, None), key=lambda leaf: leaf.value)
+                continue
+        if res.status != 0:  # the solver could not decide: the leaf stays open (the search ends "unknown")
+            return LeafSolution(-float("inf"), None)
         marginals = res.ineqlin.marginals if len(s) else None
         value = _dual_bound(G[j], A_ub, b_ub, var_bounds, marginals) + float(g[j])
         if value < best.value:

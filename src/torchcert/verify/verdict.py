@@ -65,3 +65,13 @@ def tolerance(model: nn.Module, box: Box, C: Tensor, bound_dtype: torch.dtype = 
     bound = forward_error(model, box, unit_roundoff(bound_dtype, device))
     e = run + BOUND_ROUNDING_FACTOR * bound                                  # (B, K)
     return torch.einsum("bmk,bk->bm", C.to(torch.float64).abs(), e)
+
+
+def certified(model: nn.Module, box: Box, C: Tensor, bound_fn, bound_model: nn.Module = None) -> Tensor:
+    """Batched verdict ``(B,)``: every margin's lower bound from ``bound_fn(bound_model, box, C)`` (e.g.
+    ``torchcert.bounds.ibp`` or ``crown``), computed on the float64 copy, clears the tolerance of ``model``."""
+    bound_model = bound_copy(model) if bound_model is None else bound_model
+    dtype = model_dtype(bound_model)
+    with torch.no_grad():
+        lower = bound_fn(bound_model, Box(box.lower.to(dtype), box.upper.to(dtype)), C.to(dtype)).lower
+        return (lower > tolerance(model, box, C, dtype).to(dtype)).all(dim=1)
