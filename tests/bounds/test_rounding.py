@@ -55,3 +55,33 @@ def test_batchnorm_and_linear_rounding_of_an_mlp_is_bounded():
     with torch.no_grad():
         gap = (model32(points).double() - model64(points.double())).abs()
     assert bool((gap <= e).all()) and float(gap.max()) > 0
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_spec_bound_with_crown_pre_activations_holds_and_is_tighter(seed):
+    """With ``C`` and CROWN's pre-activation boxes the bound is on ``C f`` directly: still above every sampled
+    ``|C (f32 - f64)|``, and no looser than ``|C|`` times the per-logit bound."""
+    from torchcert.bounds import crown_relu_bounds
+
+    model64, shape = matrix_net(500 + seed)
+    with torch.no_grad():
+        for p in model64.parameters():
+            p.mul_(3.0)
+    box = random_box(seed, (2,) + shape, 0.3)
+    box = Box(box.lower.float().double() * 20, box.upper.float().double() * 20)
+    model32 = matrix_net(500 + seed)[0]
+    model32.load_state_dict(model64.state_dict())
+    model32 = model32.float()
+    C = torch.randn(2, 4, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(seed))
+    with torch.no_grad():
+        rb = crown_relu_bounds(model64, box)
+    u = unit_roundoff(torch.float32)
+    tight = forward_error(model32, box, u, C, rb)
+    loose = torch.einsum("bmk,bk->bm", C.abs(), forward_error(model32, box, u))
+    assert bool((tight <= loose * (1 + 1e-9)).all())
+    points = sample_points(box, 64, seed).float()
+    n = points.shape[0]
+    with torch.no_grad():
+        diff = model32(points.flatten(0, 1)).double() - model64(points.flatten(0, 1).double())
+    gap = torch.einsum("bmk,nbk->nbm", C, diff.view(n, 2, -1)).abs()
+    assert bool((gap <= tight).all()), float((gap - tight).max())

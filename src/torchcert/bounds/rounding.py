@@ -4,20 +4,21 @@ Bounds from this package are bounds of the network in real arithmetic (its weigh
 network as a user runs it rounds every operation, so its logits differ from the real ones. For an affine map
 of fan-in ``n`` computed in floating point with unit roundoff ``u`` (any summation order, FMA or not),
 ``|fl(W x' + b) - (W x + b)| <= |W| |x' - x| + gamma_(n+1) (|W| |x'| + |b|)`` with ``gamma_n = n u / (1 - n u)``;
-ReLU and reshapes are exact. Propagating this layer by layer over the interval (IBP) box gives ``e (B, K)``
-with ``|f_float(x) - f_real(x)| <= e`` for every x of the box. Each rule states its own term
-(``rule.rounding_error``). Not covered: Winograd or FFT convolutions (cuDNN may choose them), and TF32
+ReLU and reshapes are exact. :func:`forward_error` adds up what each layer's rounding can do to the output
+(``|f_float(x) - f_real(x)| <= e`` for every x of the box). Each rule states its own terms (``rule.rounding``:
+the error it carries and the rounding it adds; ``rule.error_backward``: interval coefficients moved to its input). Not covered: Winograd or FFT convolutions (cuDNN may choose them), and TF32
 unless :func:`unit_roundoff` is told the device allows it.
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor, nn
 
 from .box import Box
-from .layers import build_layers
+from .layers import Layer, build_layers
+from .rules import relu
 
 UNIT_ROUNDOFF = {torch.float64: 2.0 ** -53, torch.float32: 2.0 ** -24, torch.float16: 2.0 ** -11,
                  torch.bfloat16: 2.0 ** -8}
@@ -34,16 +35,60 @@ def unit_roundoff(dtype: torch.dtype, device: Optional[torch.device] = None) -> 
     return UNIT_ROUNDOFF[dtype]
 
 
-def forward_error(model: nn.Module, box: Box, unit: float) -> Tensor:
-    """``e (B, K)``: bound on ``|f_float(x) - f_real(x)|`` of every output over ``box`` (``(B, *in)``) when
-    every operation of ``model`` (eval mode) rounds with unit roundoff ``unit``. Computed in float64."""
+def _forward_pass(layers: Sequence[Layer], box: Box, unit: float,
+                  relu_bounds: Optional[Sequence[Box]]) -> Tuple[List[Box], List[Tensor], List[Tensor]]:
+    """Per layer: the box of its real input (IBP, intersected with ``relu_bounds`` at each ReLU), a bound on the
+    float input's error (carried forward as an interval: loose, used only in the magnitude ``|x| + e``) and the
+    rounding the layer adds."""
+    center, radius = (box.upper + box.lower) / 2, (box.upper - box.lower) / 2
+    error = torch.zeros_like(center)
+    boxes, errors, added = [], [], []
+    j = 0
+    for layer in layers:
+        pre = Box(center - radius, center + radius)
+        if layer.rule is relu and relu_bounds is not None:
+            pre = pre.intersect(relu_bounds[j])
+            center, radius = pre.center, pre.radius
+            j += 1
+        carried, new = layer.rule.rounding(layer.op, pre, error, unit)
+        boxes.append(pre)
+        errors.append(error)
+        added.append(new)
+        error = carried + new
+        center, radius = layer.rule.ibp(layer.op, center, radius)
+    return boxes, errors, added
+
+
+def forward_error(model: nn.Module, box: Box, unit: float, C: Optional[Tensor] = None,
+                  relu_bounds: Optional[Sequence[Box]] = None) -> Tensor:
+    """Bound on ``|(C f)_float(x) - (C f)_real(x)|`` over ``box`` (``(B, *in)``) when every operation of ``model``
+    (eval mode) rounds with unit roundoff ``unit``: ``(B, M)`` for ``C (B, M, K)``, ``(B, K)`` without ``C``.
+
+    The rounding ``d_k`` each layer adds reaches the output through the layers after it, ``C W_L T W_(L-1) ... d_k``,
+    where each ReLU contributes a diagonal ``T`` of secant slopes in [0, 1] (exactly 1 or 0 where the neuron is
+    surely active or inactive). The coefficients are carried back through the network as intervals (one pass, like
+    CROWN's back-substitution) and the bound is ``sum_k |coefficients_k| . d_k``: stable neurons compose exactly, so
+    it is far tighter than carrying the error forward as an interval. ``relu_bounds`` (pre-activation boxes of the
+    ReLUs, e.g. CROWN's) tighten the magnitudes and the stable sets. Computed in float64.
+    """
     low, up = box.lower.detach().to(torch.float64), box.upper.detach().to(torch.float64)
     layers = build_layers(model, tuple(low.shape[1:]), torch.float64, fold_bn=False)
-    center, radius = (up + low) / 2, (up - low) / 2
-    error = torch.zeros_like(center)
+    if relu_bounds is not None:
+        relu_bounds = [Box(b.lower.detach().to(torch.float64), b.upper.detach().to(torch.float64))
+                       for b in relu_bounds]
     with torch.no_grad():
-        for layer in layers:
-            pre = Box(center - radius, center + radius)
-            error = layer.rule.rounding_error(layer.op, pre, error, unit)
-            center, radius = layer.rule.ibp(layer.op, center, radius)
-    return error.flatten(1) * (1 + 1e-6)  # the bound's own float64 evaluation, generously
+        boxes, errors, added = _forward_pass(layers, Box(low, up), unit, relu_bounds)
+        outputs = added[-1].shape[1:].numel() if layers else low[0].numel()
+        if C is None:
+            eye = torch.eye(outputs, dtype=torch.float64, device=low.device)
+            C = eye.expand(low.shape[0], outputs, outputs)
+        center = C.detach().to(torch.float64).transpose(0, 1).reshape((C.shape[1], low.shape[0]) +
+                                                                       tuple(added[-1].shape[1:]))
+        radius = torch.zeros_like(center)
+        total = center.new_zeros(center.shape[:2])
+        dims = tuple(range(2, center.dim()))
+        for layer, pre, error, new in reversed(list(zip(layers, boxes, errors, added))):
+            dims = tuple(range(2, center.dim()))
+            total = total + ((center.abs() + radius) * new).sum(dims)
+            center, radius = layer.rule.error_backward(layer.op, center, radius, pre, error)
+    return total.t() * (1 + 1e-6)  # the bound's own float64 evaluation, generously

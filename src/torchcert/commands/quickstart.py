@@ -23,7 +23,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def verified_accuracy(model: nn.Module, config, device: torch.device, batch_size: int = 128) -> Dict[str, float]:
     """Clean, IBP- and CROWN-verified accuracy on the test split at the target ε (eval mode); verified means
     what ``torchcert verify`` means (float64 bounds clearing the rounding tolerance, :mod:`torchcert.verify.verdict`)."""
-    from torchcert.bounds import crown, ibp, input_box, margin_matrix
+    from torchcert.bounds import input_box, margin_matrix
     from torchcert.data import data_range, dataset_info, iterate_batches, normalize
     from torchcert.train.run import load_splits
     from torchcert.verify.verdict import bound_copy, certified
@@ -41,8 +41,8 @@ def verified_accuracy(model: nn.Module, config, device: torch.device, batch_size
             box = input_box(x, config.eps.value, None, std, data_min, data_max)
             C = margin_matrix(labels, info.num_class).to(x.dtype)
             counts["clean"] += int((model(x).argmax(1) == labels).sum())
-            counts["IBP"] += int(certified(model, box, C, ibp, model64).sum())
-            counts["CROWN"] += int(certified(model, box, C, crown, model64).sum())
+            counts["IBP"] += int(certified(model, box, C, "ibp", model64).sum())
+            counts["CROWN"] += int(certified(model, box, C, "crown", model64).sum())
     return {k: v / len(test) for k, v in counts.items()}
 
 

@@ -152,6 +152,8 @@ def branch_and_bound(model: nn.Module, box: Box, C: torch.Tensor, settings: BabS
     with torch.no_grad():
         root = [Box(b.lower.detach(), b.upper.detach())
                 for b in bounds.crown_relu_bounds(search.bound_model, search.bound_box)]
+    tight = tolerance(model, box, C, search.bound_box.lower.dtype, root)[0]
+    search.tau = torch.minimum(search.tau, tight.to(search.tau.dtype))
     if settings.attacks and search.attack(random_points(box.lower, box.upper, settings.attack_restarts, generator)):
         return search.result("falsified", -float("inf"))
     index = NeuronIndex.from_bounds(root)

@@ -8,6 +8,7 @@ margins still unproved. Bounds are computed on a float64 copy of the network; :m
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from dataclasses import dataclass, field
 from typing import Dict, Optional, Sequence
@@ -119,11 +120,19 @@ def _bound_stages(result: VerifyResult, model: nn.Module, bound_model: nn.Module
     box_b, C_b = Box(box.lower.to(dtype), box.upper.to(dtype)), C.to(dtype)
     tau = tolerance(model, box, C, dtype).to(dtype)
     lb = torch.full((1, C.shape[1]), -float("inf"), dtype=dtype, device=logits.device)
-    stages = (("ibp", bounds.ibp), ("crown", bounds.crown), ("alpha", bounds.alpha_crown))
     result.status, result.method = "unknown", "none"
-    for name, fn in stages:
+    relu_bounds = None
+    for name in ("ibp", "crown", "alpha"):
         if name not in methods:
             continue
+        fn = bounds.ibp
+        if name != "ibp":
+            if relu_bounds is None:  # CROWN's pre-activation bounds, computed once for CROWN, alpha and tau
+                with torch.no_grad():
+                    relu_bounds = bounds.crown_relu_bounds(bound_model, box_b)
+                tau = torch.minimum(tau, tolerance(model, box, C, dtype, relu_bounds).to(dtype))
+            fn = functools.partial(bounds.crown if name == "crown" else bounds.alpha_crown, intermediate="given",
+                                   relu_bounds=relu_bounds)
         with torch.no_grad() if name != "alpha" else torch.enable_grad():
             stage = spec_bounds(fn, bound_model, box_b, C_b, chunk)
         result.bounds[name] = float(stage.min())

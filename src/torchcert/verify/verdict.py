@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import copy
+from typing import Optional
 
 import torch
 from torch import Tensor, nn
@@ -56,22 +57,34 @@ def misclassified(logits: Tensor, label: int) -> Tensor:
     return (others > logits[:, label:label + 1]).any(dim=1)
 
 
-def tolerance(model: nn.Module, box: Box, C: Tensor, bound_dtype: torch.dtype = torch.float64) -> Tensor:
+def tolerance(model: nn.Module, box: Box, C: Tensor, bound_dtype: torch.dtype = torch.float64,
+              relu_bounds=None) -> Tensor:
     """``tau (B, M)`` float64: a margin bound verifies spec j only when it exceeds ``tau_j`` (module docstring).
 
-    ``model`` is the network as the user runs it; ``box (B, *in)``; ``C (B, M, K)``."""
+    ``model`` is the network as the user runs it; ``box (B, *in)``; ``C (B, M, K)``; ``relu_bounds`` (optional):
+    pre-activation boxes of its ReLUs (e.g. CROWN's), which make the bound tighter."""
     device = box.lower.device
-    run = forward_error(model, box, unit_roundoff(model_dtype(model), device))
-    bound = forward_error(model, box, unit_roundoff(bound_dtype, device))
-    e = run + BOUND_ROUNDING_FACTOR * bound                                  # (B, K)
-    return torch.einsum("bmk,bk->bm", C.to(torch.float64).abs(), e)
+    run = forward_error(model, box, unit_roundoff(model_dtype(model), device), C, relu_bounds)
+    bound = forward_error(model, box, unit_roundoff(bound_dtype, device), C, relu_bounds)
+    return run + BOUND_ROUNDING_FACTOR * bound
 
 
-def certified(model: nn.Module, box: Box, C: Tensor, bound_fn, bound_model: nn.Module = None) -> Tensor:
-    """Batched verdict ``(B,)``: every margin's lower bound from ``bound_fn(bound_model, box, C)`` (e.g.
-    ``torchcert.bounds.ibp`` or ``crown``), computed on the float64 copy, clears the tolerance of ``model``."""
+def certified(model: nn.Module, box: Box, C: Tensor, method: str = "crown",
+              bound_model: Optional[nn.Module] = None) -> Tensor:
+    """Batched verdict ``(B,)``: every margin's lower bound by ``method`` ("ibp" or "crown"), computed on the
+    float64 copy ``bound_model``, clears the tolerance of ``model`` (CROWN's pre-activation bounds tighten it)."""
+    from torchcert.bounds import crown, crown_relu_bounds, ibp
+
+    if method not in ("ibp", "crown"):
+        raise ValueError(f"method must be 'ibp' or 'crown', got {method!r}")
     bound_model = bound_copy(model) if bound_model is None else bound_model
     dtype = model_dtype(bound_model)
+    box_b, C_b = Box(box.lower.to(dtype), box.upper.to(dtype)), C.to(dtype)
     with torch.no_grad():
-        lower = bound_fn(bound_model, Box(box.lower.to(dtype), box.upper.to(dtype)), C.to(dtype)).lower
-        return (lower > tolerance(model, box, C, dtype).to(dtype)).all(dim=1)
+        if method == "ibp":
+            lower, tau = ibp(bound_model, box_b, C_b).lower, tolerance(model, box, C, dtype)
+        else:
+            relu_bounds = crown_relu_bounds(bound_model, box_b)
+            lower = crown(bound_model, box_b, C_b, "given", relu_bounds=relu_bounds).lower
+            tau = tolerance(model, box, C, dtype, relu_bounds)
+        return (lower > tau.to(dtype)).all(dim=1)

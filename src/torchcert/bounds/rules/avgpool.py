@@ -27,4 +27,5 @@ output_shape = conv.output_shape
 forward = conv.forward
 ibp = conv.ibp
 backward = conv.backward
-rounding_error = conv.rounding_error
+rounding = conv.rounding
+error_backward = conv.error_backward

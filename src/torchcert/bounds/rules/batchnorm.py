@@ -73,10 +73,16 @@ def backward(op: ScaleOp, A: Tensor, offset: Offset, in_shape: Tuple[int, ...]) 
     return A * channel_view(op.scale, nd), bias, offset
 
 
-def rounding_error(op: ScaleOp, pre: Box, error: Tensor, unit: float) -> Tensor:
-    """Bound on the error of ``x' * scale' + shift'`` with ``scale'``, ``shift'`` themselves rounded from the
-    parameters and statistics (a few operations each): ``|s| e + gamma_8 (|s| (|x| + e) + |b| + |mean s|)``."""
+def rounding(op: ScaleOp, pre: Box, error: Tensor, unit: float) -> Tuple[Tensor, Tensor]:
+    """Carried error ``|s| e`` and the rounding of ``x' * scale' + shift'``, with ``scale'``, ``shift'`` themselves
+    rounded from the parameters and statistics (a few operations each): ``gamma_8 (|s| (|x| + e) + |b| + |mean s|)``."""
     nd = error.dim() - 1
     scale = channel_view(op.scale.abs(), nd)
     size = op.shift_size if op.shift_size is not None else op.shift.abs()
-    return scale * error + gamma(8, unit) * (scale * (magnitude(pre) + error) + channel_view(size, nd))
+    return scale * error, gamma(8, unit) * (scale * (magnitude(pre) + error) + channel_view(size, nd))
+
+
+def error_backward(op: ScaleOp, center: Tensor, radius: Tensor, pre: Box, error: Tensor) -> Tuple[Tensor, Tensor]:
+    """``A scale``, ``R |scale|``."""
+    nd = center.dim() - 2
+    return center * channel_view(op.scale, nd), radius * channel_view(op.scale.abs(), nd)

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..box import Box
-from ._window import Offset, channel_view, gamma, magnitude
+from ._window import Offset, channel_view, expand, gamma, magnitude
 
 
 @dataclass(frozen=True)
@@ -163,14 +163,26 @@ def backward(op: ConvOp, A: Tensor, offset: Offset, in_shape: Tuple[int, ...]) -
     return out.reshape((s, b) + out.shape[1:]), bias, (y0, x0)
 
 
-def rounding_error(op: ConvOp, pre: Box, error: Tensor, unit: float) -> Tensor:
-    """As ``linear.rounding_error`` with ``|W|`` applied as a convolution; fan-in ``Cin/groups kh kw``. The
-    bound holds for summation in any order (direct, im2col/GEMM, blocked), not for Winograd or FFT."""
-    abs_weight = op.ibp_weight[op.weight.shape[0]:]
+def _abs_op(op: ConvOp) -> ConvOp:
+    """The same convolution with ``|W|`` and no bias."""
+    return make(op.ibp_weight[op.weight.shape[0]:], torch.zeros_like(op.bias), op.stride, op.padding, op.dilation,
+                op.groups)
+
+
+def rounding(op: ConvOp, pre: Box, error: Tensor, unit: float) -> Tuple[Tensor, Tensor]:
+    """As ``linear.rounding`` with ``|W|`` applied as a convolution; fan-in ``Cin/groups kh kw``. The bound
+    holds for summation in any order (direct, im2col/GEMM, blocked), not for Winograd or FFT."""
+    spread = _abs_op(op)
     size = magnitude(pre) + error
     n = op.weight[0].numel() + 1
+    return forward(spread, error), gamma(n, unit) * (forward(spread, size) + channel_view(op.bias.abs(), 3))
 
-    def spread(t: Tensor) -> Tensor:
-        return F.conv2d(t, abs_weight, None, op.stride, op.padding, op.dilation, op.groups)
 
-    return spread(error) + gamma(n, unit) * (spread(size) + channel_view(op.bias.abs(), 3))
+def error_backward(op: ConvOp, center: Tensor, radius: Tensor, pre: Box, error: Tensor) -> Tuple[Tensor, Tensor]:
+    """Interval coefficients on the whole output map moved to the whole input map: ``A W``, ``R |W|``."""
+    shape = tuple(pre.lower.shape[1:])
+    out = []
+    for part, o in ((center, op), (radius, _abs_op(op))):
+        A, _, offset = backward(o, part.contiguous(), (0, 0), shape)
+        out.append(expand(A, offset, shape)[0])
+    return out[0], out[1]

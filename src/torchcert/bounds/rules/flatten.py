@@ -45,6 +45,11 @@ def backward(op: FlattenOp, A: Tensor, offset: Offset, in_shape: Tuple[int, ...]
     return out, A.new_zeros(A.shape[:2]), ((0, 0) if len(in_shape) == 3 else None)
 
 
-def rounding_error(op: FlattenOp, pre: Box, error: Tensor, unit: float) -> Tensor:
-    """A reshape is exact: the error is carried over."""
-    return forward(op, error)
+def rounding(op: FlattenOp, pre: Box, error: Tensor, unit: float) -> Tuple[Tensor, Tensor]:
+    """A reshape is exact: the error is carried over, none is added."""
+    return forward(op, error), torch.zeros_like(forward(op, error))
+
+
+def error_backward(op: FlattenOp, center: Tensor, radius: Tensor, pre: Box, error: Tensor) -> Tuple[Tensor, Tensor]:
+    shape = center.shape[:2] + tuple(op.in_shape)
+    return center.reshape(shape), radius.reshape(shape)

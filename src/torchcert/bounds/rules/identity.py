@@ -36,6 +36,10 @@ def backward(op: IdentityOp, A: Tensor, offset: Offset, in_shape: Tuple[int, ...
     return A, A.new_zeros(A.shape[:2]), offset
 
 
-def rounding_error(op: IdentityOp, pre: Box, error: Tensor, unit: float) -> Tensor:
-    """Exact: the error is carried over."""
-    return error
+def rounding(op: IdentityOp, pre: Box, error: Tensor, unit: float) -> Tuple[Tensor, Tensor]:
+    """Exact: the error is carried over, none is added."""
+    return error, torch.zeros_like(error)
+
+
+def error_backward(op: IdentityOp, center: Tensor, radius: Tensor, pre: Box, error: Tensor) -> Tuple[Tensor, Tensor]:
+    return center, radius

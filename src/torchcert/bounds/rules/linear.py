@@ -49,9 +49,15 @@ def backward(op: LinearOp, A: Tensor, offset: Offset, in_shape: Tuple[int, ...])
     return A @ op.weight, A @ op.bias, None
 
 
-def rounding_error(op: LinearOp, pre: Box, error: Tensor, unit: float) -> Tensor:
-    """Bound on ``|fl(W x' + b) - (W x + b)|`` for a float input ``x'`` with ``|x' - x| <= error``, ``x`` in
-    ``pre``: ``|W| e + gamma_(n+1) (|W| (|x| + e) + |b|)`` (``n`` = fan-in, any summation order, FMA or not)."""
+def rounding(op: LinearOp, pre: Box, error: Tensor, unit: float) -> Tuple[Tensor, Tensor]:
+    """For a float input ``x'`` with ``|x' - x| <= error``, ``x`` in ``pre``: the carried error ``|W| e`` and the
+    rounding ``gamma_(n+1) (|W| (|x| + e) + |b|)`` of ``fl(W x' + b)`` (``n`` = fan-in; any summation order)."""
     size = magnitude(pre) + error
     n = op.weight.shape[1] + 1
-    return error @ op.abs_weight.t() + gamma(n, unit) * (size @ op.abs_weight.t() + op.bias.abs())
+    return error @ op.abs_weight.t(), gamma(n, unit) * (size @ op.abs_weight.t() + op.bias.abs())
+
+
+def error_backward(op: LinearOp, center: Tensor, radius: Tensor, pre: Box, error: Tensor) -> Tuple[Tensor, Tensor]:
+    """Interval coefficients ``[center - radius, center + radius]`` ``(S, B, out)`` moved to the input: ``A W``,
+    ``R |W|``."""
+    return center @ op.weight, radius @ op.abs_weight

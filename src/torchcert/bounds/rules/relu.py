@@ -85,7 +85,25 @@ def backward(relax: Relaxation, A: Tensor, offset: Offset, in_shape: Tuple[int, 
     return (A * lower).addcmul_(neg, upper - lower), bias, offset
 
 
-def rounding_error(op: ReluOp, pre: Box, error: Tensor, unit: float) -> Tensor:
-    """``max(x', 0)`` is exact and 1-Lipschitz: the error is carried over, and is zero where both the float and
-    the real input are surely negative (``upper + e < 0``)."""
-    return torch.where(pre.upper + error < 0, torch.zeros_like(error), error)
+def _secant_slopes(pre: Box, error: Tensor) -> Tuple[Tensor, Tensor]:
+    """Range ``[t_lo, t_hi]`` of ``(relu(z') - relu(z)) / (z' - z)`` for real ``z`` in ``pre`` and float
+    ``|z' - z| <= error``: 1 where both are surely positive, 0 where both are surely negative, else [0, 1]."""
+    active = (pre.lower - error > 0).to(error.dtype)
+    inactive = pre.upper + error < 0
+    return active, torch.where(inactive, torch.zeros_like(error), torch.ones_like(error))
+
+
+def rounding(op: ReluOp, pre: Box, error: Tensor, unit: float) -> Tuple[Tensor, Tensor]:
+    """``max(x', 0)`` is exact and 1-Lipschitz: the error is carried over (zero where both the float and the real
+    input are surely negative), none is added."""
+    return error * _secant_slopes(pre, error)[1], torch.zeros_like(error)
+
+
+def error_backward(op: ReluOp, center: Tensor, radius: Tensor, pre: Box, error: Tensor) -> Tuple[Tensor, Tensor]:
+    """Interval coefficients times a secant slope ``t`` in ``[t_lo, t_hi]`` (within [0, 1]): the product's range is
+    spanned by the ends, ``[min(A_lo t_lo, A_lo t_hi), max(A_hi t_lo, A_hi t_hi)]``."""
+    t_lo, t_hi = _secant_slopes(pre, error)
+    lo, hi = center - radius, center + radius
+    low = torch.minimum(lo * t_lo, lo * t_hi)
+    high = torch.maximum(hi * t_lo, hi * t_hi)
+    return (high + low) / 2, (high - low) / 2
