@@ -13,8 +13,10 @@ The public API (loaded lazily, so ``import torchcert`` and the CLI start fast)::
 """
 from __future__ import annotations
 
+import sys
+import types
 from importlib import import_module
-from typing import Any
+from typing import Any, Dict
 
 __version__ = "0.1.0"
 
@@ -53,6 +55,32 @@ def __getattr__(name: str) -> Any:
     if name in _EXPORTS:
         return getattr(import_module(_EXPORTS[name]), name)
     raise AttributeError(f"module 'torchcert' has no attribute {name!r}")
+
+
+#: top-level functions that share their name with a subpackage (``torchcert.train``, ``torchcert.verify``)
+_SHADOWED = ("train", "verify")
+
+
+def _function_property(name: str) -> property:
+    """``torchcert.<name>`` is always the function. Importing the subpackage of the same name makes Python bind
+    it on this module (``setattr``), which would shadow the function: the setter keeps that binding aside."""
+    def get(module: types.ModuleType) -> Any:
+        return getattr(import_module(_EXPORTS[name]), name)
+
+    def keep(module: types.ModuleType, value: Any) -> None:
+        module.__dict__.setdefault("_subpackages", {})[name] = value
+
+    return property(get, keep)
+
+
+class _Package(types.ModuleType):
+    """This package's module type: the shadowed names resolve to the functions."""
+
+
+for _name in _SHADOWED:
+    setattr(_Package, _name, _function_property(_name))
+sys.modules[__name__].__class__ = _Package
+_subpackages: Dict[str, types.ModuleType] = {}
 
 
 def __dir__() -> list[str]:

@@ -39,7 +39,7 @@ def test_quickstart_prints_verified_accuracy_table(tmp_path, capsys):
 def test_download_flag_reaches_the_dataset_loader(monkeypatch, tmp_path):
     """`torchcert train --download` asks load_dataset to fetch missing files (the fetch itself is tested in
     tests/data against a loopback server)."""
-    import torchcert.train.run as run_module
+    from torchcert.train import run as run_module
     from torchcert.cli import main
 
     seen = []

@@ -1,7 +1,8 @@
 """``torchcert verify``: the verification cascade of the original verify.py on a trained checkpoint.
 
-One JSON line per sample is appended (and flushed) to ``<checkpoint stem>_verify/eps<ε>_<methods>.jsonl``
-beside the checkpoint, so an interrupted run resumes where it stopped; a summary JSON and table follow.
+One JSON line per sample is appended (and flushed) to ``<checkpoint stem>_verify/eps<ε>_<methods>_<key>.jsonl``
+beside the checkpoint (``key`` hashes the settings), so an interrupted run resumes where it stopped; a summary JSON
+(with the settings the records were computed with) and a table follow.
 """
 from __future__ import annotations
 
@@ -22,7 +23,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--timeout", type=float, default=60.0, help="branch-and-bound seconds per sample")
     parser.add_argument("--start", type=int, default=0, help="first sample index")
     parser.add_argument("--end", type=int, default=-1, help="one past the last sample index (-1: all)")
-    parser.add_argument("--no-resume", action="store_true", help="redo the samples already in the results file")
+    parser.add_argument("--no-resume", action="store_true",
+                        help="recompute the samples of --start:--end even if the results file has them (its other "
+                             "records are kept)")
     parser.add_argument("--pgd-steps", type=int, default=40, help="PGD steps (original --test_att_n_steps; 0: none)")
     parser.add_argument("--pgd-step-size", type=float, default=0.035, help="PGD step relative to eps")
     parser.add_argument("--spec-batch", type=int, help="margins bounded per call (original --lirpa_crown_batch)")

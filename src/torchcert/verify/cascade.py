@@ -24,6 +24,8 @@ from .bab import BabSettings, branch_and_bound
 from .verdict import bound_copy, misclassified, model_dtype, tolerance
 
 METHODS = ("ibp", "crown", "alpha", "bab")
+#: Adam steps of the α-CROWN stage
+ALPHA_ITERATIONS = 20
 
 
 @dataclass
@@ -131,8 +133,9 @@ def _bound_stages(result: VerifyResult, model: nn.Module, bound_model: nn.Module
                 with torch.no_grad():
                     relu_bounds = bounds.crown_relu_bounds(bound_model, box_b)
                 tau = torch.minimum(tau, tolerance(model, box, C, dtype, relu_bounds).to(dtype))
-            fn = functools.partial(bounds.crown if name == "crown" else bounds.alpha_crown, intermediate="given",
-                                   relu_bounds=relu_bounds)
+            fn = functools.partial(bounds.crown, intermediate="given", relu_bounds=relu_bounds) if name == "crown" \
+                else functools.partial(bounds.alpha_crown, iterations=ALPHA_ITERATIONS, intermediate="given",
+                                       relu_bounds=relu_bounds)
         with torch.no_grad() if name != "alpha" else torch.enable_grad():
             stage = spec_bounds(fn, bound_model, box_b, C_b, chunk)
         result.bounds[name] = float(stage.min())

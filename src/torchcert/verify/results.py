@@ -1,5 +1,8 @@
 """Per-sample verification records as JSON lines (flushed after each sample, so runs resume), and summaries.
 
+The first line of a results file is ``{"settings": {...}}``: the checkpoint's hash and every setting that can change
+a verdict; records are reused only under the same settings.
+
 Record keys: ``idx``, ``label``, ``clean_ok``, ``pgd_ok``, ``ibp_ok``, ``crown_ok``, ``alpha_ok``, ``verified``,
 ``status``, ``method``, ``seconds``, ``lower_bound``, ``bounds`` (min-margin bound per stage), ``domains``.
 """
@@ -9,7 +12,7 @@ import json
 import math
 import os
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional, Union
+from typing import Any, Dict, Iterable, List, Optional, Tuple, Union
 
 from .cascade import VerifyResult
 
@@ -34,33 +37,83 @@ def record_of(idx: int, label: int, result: VerifyResult) -> Dict[str, Any]:
     }
 
 
+def read_jsonl(path: Path) -> Tuple[Optional[Dict[str, Any]], Dict[int, Dict[str, Any]]]:
+    """``(settings header or None, {idx: record})`` of a results file; a torn line (killed run) is skipped and a
+    later record of the same sample supersedes an earlier one."""
+    header, records = None, {}
+    for line in path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if "settings" in record and "idx" not in record:
+            header = record["settings"]
+        elif "idx" in record:
+            records[int(record["idx"])] = record
+    return header, records
+
+
+def settings_differences(old: Dict[str, Any], new: Dict[str, Any]) -> Dict[str, Tuple[Any, Any]]:
+    """``{key: (old, new)}`` of the settings that differ."""
+    return {k: (old.get(k), new.get(k)) for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)}
+
+
 class ResultStore:
-    """Append-only JSONL file of records keyed by ``idx``; a torn last line (killed run) is ignored."""
+    """JSONL results keyed by ``idx`` under a header line ``{"settings": {...}}`` that records everything that
+    can change a verdict. Records are reused only under the same settings, except that a larger ``timeout``
+    re-tries just the samples that timed out (their header is updated; decided verdicts stand). Opening a store
+    reads only; the file is first written when a record is added, so a run that fails before computing anything
+    leaves it as it was."""
 
-    def __init__(self, path: PathLike, resume: bool = True) -> None:
-        self.path = Path(path)
+    def __init__(self, path: PathLike, settings: Dict[str, Any], resume: bool = True) -> None:
+        self.path, self.settings = Path(path), dict(settings)
         self.records: Dict[int, Dict[str, Any]] = {}
-        if resume and self.path.exists():
-            for line in self.path.read_text().splitlines():
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError:
-                    continue
-                self.records[int(record["idx"])] = record
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._rewrite()
+        self.retried = 0
+        self._on_disk: Dict[int, Dict[str, Any]] = {}
+        self._fresh = True
+        if self.path.exists():
+            header, records = read_jsonl(self.path)
+            if header is None and records:
+                raise ValueError(f"{self.path} holds {len(records)} results without the settings they were computed "
+                                 "with (an older torchcert); choose another --out or move that file away")
+            if header is not None:
+                self._check(header, records)
+            self._on_disk = records
+            self.records = dict(records) if resume else {}
+            if resume and self.retried:
+                self.records = {i: r for i, r in records.items() if r.get("status") != "timeout"}
 
-    def _rewrite(self) -> None:
-        """Start the file afresh with the valid records (drops a torn line, or everything with resume off)."""
-        tmp = self.path.with_suffix(self.path.suffix + ".tmp")
-        tmp.write_text("".join(json.dumps(r) + "\n" for r in self.records.values()))
-        os.replace(tmp, self.path)
+    def _check(self, header: Dict[str, Any], records: Dict[int, Dict[str, Any]]) -> None:
+        diff = settings_differences(header, self.settings)
+        grown = set(diff) == {"timeout"} and float(self.settings["timeout"]) > float(header["timeout"])
+        if grown:
+            self.retried = sum(r.get("status") == "timeout" for r in records.values())
+        elif diff:
+            changes = "; ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in diff.items())
+            raise ValueError(f"{self.path} holds results computed with other settings ({changes}); pass another "
+                             "--out, or leave --out out: the default file name is keyed on the settings")
 
     def __contains__(self, idx: int) -> bool:
         return int(idx) in self.records
 
+    def forget(self, indices: Iterable[int]) -> None:
+        """Recompute these samples (their old records stay on disk until new ones supersede them)."""
+        for i in indices:
+            self.records.pop(int(i), None)
+
+    def _start_file(self) -> None:
+        """Write the header and the records read at start (drops a torn line), atomically."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(self.path.suffix + ".tmp")
+        lines = [json.dumps({"settings": self.settings})] + [json.dumps(r) for r in self._on_disk.values()]
+        tmp.write_text("".join(line + "\n" for line in lines))
+        os.replace(tmp, self.path)
+        self._fresh = False
+
     def add(self, record: Dict[str, Any]) -> None:
         """Append one record and flush it to disk before returning."""
+        if self._fresh:
+            self._start_file()
         self.records[int(record["idx"])] = record
         with self.path.open("a") as handle:
             handle.write(json.dumps(record) + "\n")

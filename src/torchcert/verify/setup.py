@@ -29,6 +29,7 @@ class EvalSetup:
     device: torch.device
     dtype: torch.dtype
     config: Any  # TrainConfig or None
+    model_name: str = ""  # the registry name and its options, e.g. "mlp(width=32, depth=2)"
 
     def sample(self, idx: int) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
         """Clean input x and its box (each (1, C, H, W)) and the label of sample ``idx``."""
@@ -106,7 +107,8 @@ def build_setup(args: argparse.Namespace, split: str = "test", valid_share: Opti
     load_state_dict_strict(model, load_checkpoint(args.checkpoint)["state_dict"])
     model = model.to(device=device, dtype=dtype).eval()
     data = _load_split(dataset, split, args.data_dir, valid_share, getattr(args, "download", False))
-    return EvalSetup(model, info, data, eps, device, dtype, config)
+    described = f"{name}({', '.join(f'{k}={v!r}' for k, v in sorted(options.items()))})"
+    return EvalSetup(model, info, data, eps, device, dtype, config, described)
 
 
 def _load_split(dataset: str, split: str, data_dir: Optional[str], valid_share: Optional[float],

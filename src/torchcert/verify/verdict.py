@@ -26,6 +26,8 @@ from torchcert.bounds.rounding import forward_error, unit_roundoff
 
 #: the bound-computation allowance counts this many forward passes' worth of rounding
 BOUND_ROUNDING_FACTOR = 4.0
+#: names this policy in results files: records made under another policy are not reused
+VERDICT_POLICY = "float64 bounds, forward rounding tolerance, strict counterexamples (v1)"
 
 
 def model_dtype(model: nn.Module) -> torch.dtype:
