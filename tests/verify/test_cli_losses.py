@@ -54,7 +54,30 @@ def test_tuning_stats_bab_loss_below_crown_loss(digits_checkpoint, tmp_path):
                                        "--out", str(out), "--valid-share", "0.96"]
     assert _run(tuning_cmd, "tuning-stats", argv) == 0
     stats = json.loads(out.read_text())
-    assert stats["samples"] == 4 and 0.0 <= stats["val_bab_ok"] <= 1.0
+    assert stats["bab_samples"] == 4 and stats["val_samples"] > 4 and 0.0 <= stats["val_bab_ok"] <= 1.0
     crown = _losses(digits_checkpoint, tmp_path, "crown", 0.5, ["--end", "4", "--valid-share", "0.96"])
     assert stats["val_bab_loss"] <= crown["crown_loss"] + 1e-6
     assert stats["val_bab_err_loss"] == pytest.approx(stats["val_ccibp_loss"] - stats["val_bab_loss"], abs=1e-6)
+
+
+@pytest.mark.parametrize("module,name", [(losses_cmd, "losses"), (tuning_cmd, "tuning-stats")])
+def test_bad_numbers_and_unwritable_outputs_fail_first(digits_checkpoint, tmp_path, module, name, capsys):
+    base = _base(digits_checkpoint) + ["--end", "2"] + (["--loss", "cc-ibp"] if name == "tuning-stats" else [])
+    eps = base.index("--eps") + 1
+    with pytest.raises(ValueError, match="--eps must lie in"):
+        _run(module, name, base[:eps] + ["-0.1"] + base[eps + 1:])
+    with pytest.raises(ValueError, match="--batch-size"):
+        _run(module, name, base + ["--batch-size", "0"])
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(ValueError, match="cannot create the results folder"):
+        _run(module, name, base + ["--out", str(blocker / "out.json")])
+    assert capsys.readouterr().out == ""  # refused before computing anything
+
+
+def test_losses_create_a_missing_output_folder_and_print_first(digits_checkpoint, tmp_path, capsys):
+    out = tmp_path / "new" / "deeper" / "losses.json"
+    assert _run(losses_cmd, "losses", _base(digits_checkpoint) + ["--end", "4", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "nat_loss" in printed and f"saved to {out}" in printed
+    assert json.loads(out.read_text())["split"] == "test"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from pathlib import Path
 
 
@@ -66,18 +67,56 @@ def split_name(args: argparse.Namespace) -> str:
     return "train" if getattr(args, "on_train", False) else "test"
 
 
+def check_loss_arguments(args: argparse.Namespace) -> None:
+    """Refuse numbers that cannot be meant before anything is computed (ValueError naming the option)."""
+    numbers = [("--test-att-steps", args.test_att_steps, lambda v: v >= 0),
+               ("--test-att-step-size", args.test_att_step_size, lambda v: v > 0),
+               ("--train-att-steps", args.train_att_steps, lambda v: v >= 0),
+               ("--train-att-step-size", args.train_att_step_size, lambda v: v > 0),
+               ("--attack-eps-factor", args.attack_eps_factor, lambda v: v >= 0),
+               ("--valid-share", args.valid_share, lambda v: 0 < v < 1),
+               ("--start", args.start, lambda v: v >= 0), ("--end", args.end, lambda v: v == -1 or v >= args.start),
+               ("--batch-size", args.batch_size, lambda v: v >= 1),
+               ("--bab-timeout", getattr(args, "bab_timeout", None), lambda v: v > 0),
+               ("--timeout", getattr(args, "timeout", None), lambda v: v > 0)]
+    numbers += [(f"--{n}-coeff", getattr(args, f"{n}_coeff"), lambda v: 0 <= v <= 1)
+                for n in ("ccibp", "mtlibp", "expibp", "sabr")]
+    for flag, value, ok in numbers:
+        if value is not None and not (math.isfinite(value) and ok(value)):
+            raise ValueError(f"{flag} {value} is out of range")
+
+
+def output_path(args: argparse.Namespace, what: str, split: str, eps: float) -> Path:
+    """``--out`` or ``<checkpoint stem>_<what>_<split>_eps<eps>.json`` beside the checkpoint, checked writable."""
+    from torchcert.verify.run import check_writable
+
+    ckpt = Path(args.checkpoint)
+    out = Path(args.out) if args.out else ckpt.parent / f"{ckpt.stem}_{what}_{split}_eps{eps:g}.json"
+    check_writable(out)
+    return out
+
+
+def print_and_save(values: dict, out: Path, header: dict) -> None:
+    """Print the values (first: they must not be lost to a failed write), then save them as JSON."""
+    width = max(len(k) for k in values)
+    for key, value in values.items():
+        print(f"{key.ljust(width)}  {value:.6f}" if isinstance(value, float) else f"{key.ljust(width)}  {value}")
+    try:
+        out.write_text(json.dumps({**header, **values}, indent=2) + "\n")
+    except OSError as err:
+        raise ValueError(f"could not save the values printed above to {out}: {err.strerror or err}") from None
+    print(f"saved to {out}")
+
+
 def run(args: argparse.Namespace) -> int:
     from torchcert.verify.evaluation import mean_losses
     from torchcert.verify.setup import build_setup
 
+    check_loss_arguments(args)
     split = split_name(args)
     setup = build_setup(args, split, args.valid_share)
+    out = output_path(args, "losses", split, setup.eps)
     settings = loss_settings(args, setup.config)
     means = mean_losses(setup, settings, args.start, args.end, args.batch_size, args.seed, args.bab_timeout)
-    ckpt = Path(args.checkpoint)
-    out = Path(args.out) if args.out else ckpt.parent / f"{ckpt.stem}_losses_{split}_eps{setup.eps:g}.json"
-    out.write_text(json.dumps({"eps": setup.eps, "split": split, **means}, indent=2) + "\n")
-    width = max(len(k) for k in means)
-    for key, value in means.items():
-        print(f"{key.ljust(width)}  {value:.6f}")
+    print_and_save(means, out, {"eps": setup.eps, "split": split})
     return 0

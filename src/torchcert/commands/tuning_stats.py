@@ -4,8 +4,6 @@ get_tuning_stats.py; use --valid-share as in training)."""
 from __future__ import annotations
 
 import argparse
-import json
-from pathlib import Path
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -24,21 +22,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from torchcert.commands.losses import loss_settings, split_name
+    from torchcert.commands.losses import check_loss_arguments, loss_settings, output_path, print_and_save, split_name
     from torchcert.verify.setup import build_setup
     from torchcert.verify.tuning import tuning_stats
 
+    check_loss_arguments(args)
     split = split_name(args)
     setup = build_setup(args, split, args.valid_share)
     loss = args.loss or getattr(getattr(setup.config, "method", None), "loss", None)
     if loss is None:
         raise ValueError("no loss to compare: pass --loss (cc-ibp, mtl-ibp, exp-ibp or sabr) or --preset")
+    out = output_path(args, "tuning", split, setup.eps)
     stats = tuning_stats(setup, loss_settings(args, setup.config), loss, args.start, args.end, args.timeout,
                          args.seed, args.batch_size)
-    ckpt = Path(args.checkpoint)
-    out = Path(args.out) if args.out else ckpt.parent / f"{ckpt.stem}_tuning_{split}_eps{setup.eps:g}.json"
-    out.write_text(json.dumps({"eps": setup.eps, "split": split, "loss": loss, **stats}, indent=2) + "\n")
-    width = max(len(k) for k in stats)
-    for key, value in stats.items():
-        print(f"{key.ljust(width)}  {value:.6f}" if isinstance(value, float) else f"{key.ljust(width)}  {value}")
+    print_and_save(stats, out, {"eps": setup.eps, "split": split, "loss": loss})
     return 0

@@ -3,6 +3,7 @@ preset, the run folder's ``config.yaml`` beside the checkpoint, or explicit flag
 from __future__ import annotations
 
 import argparse
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
@@ -99,6 +100,8 @@ def build_setup(args: argparse.Namespace, split: str = "test", valid_share: Opti
     dataset = _pick(args.dataset, config, "data.dataset", "dataset")
     name = _pick(args.model, config, "model.name", "model")
     eps = float(_pick(args.eps, config, "eps.value", "eps"))
+    if not (math.isfinite(eps) and 0 <= eps <= 1):
+        raise ValueError(f"--eps must lie in [0, 1] (pixel scale), got {eps}")
     options = dict(config.model.options) if config is not None and args.model is None else {}
     options.update(parse_model_params(args.model_params))
     info = dataset_info(dataset)

@@ -8,7 +8,7 @@ the error are reported, with the share of samples whose BaB bounds are all posit
 from __future__ import annotations
 
 import math
-from typing import Dict
+from typing import Any, Dict
 
 import torch
 
@@ -22,8 +22,9 @@ LOSS_KEYS = {"cc-ibp": "ccibp_loss", "mtl-ibp": "mtlibp_loss", "exp-ibp": "expib
 
 def tuning_stats(setup, settings: LossSettings, loss: str, start: int, end: int, timeout: float,
                  seed: int = 0, batch_size: int = 256) -> Dict[str, float]:
-    """Validation means (``val_nat_loss``, ``val_adv_loss``, ``val_ibp_loss``) over the whole split, then the
-    BaB statistics over samples [start, end) (end -1: all)."""
+    """Validation means (``val_nat_loss``, ``val_adv_loss``, ``val_ibp_loss``) over the whole split, as the
+    original, then the BaB statistics over samples [start, end) (end -1: all); each group is labelled with its
+    own sample count (``val_samples``, ``bab_samples``)."""
     if loss not in LOSS_KEYS:
         raise ValueError(f"unknown loss {loss!r} for tuning statistics; valid: {', '.join(LOSS_KEYS)}")
     from tqdm import tqdm
@@ -31,7 +32,7 @@ def tuning_stats(setup, settings: LossSettings, loss: str, start: int, end: int,
     from torchcert.data import data_range, normalize
 
     overall = mean_losses(setup, settings, 0, -1, batch_size, seed)
-    out = {f"val_{k}": overall[k] for k in ("nat_loss", "adv_loss", "ibp_loss")}
+    out: Dict[str, Any] = {f"val_{k}": overall[k] for k in ("nat_loss", "adv_loss", "ibp_loss")}
     end = len(setup.split) if end < 0 else min(end, len(setup.split))
     low, high = data_range(setup.info, setup.device, setup.dtype)
     std = torch.tensor(setup.info.std, dtype=setup.dtype, device=setup.device).view(1, -1, 1, 1)
@@ -58,5 +59,5 @@ def tuning_stats(setup, settings: LossSettings, loss: str, start: int, end: int,
     key = LOSS_KEYS[loss].replace("_loss", "")
     out.update({"val_bab_loss": sums["bab_loss"] / n, f"val_{key}_loss": sums["loss"] / n,
                 "val_bab_err_loss": sums["err"] / n, "val_bab_rmse_loss": math.sqrt(sums["sq"] / n),
-                "val_bab_ok": sums["ok"] / n, "samples": end - start})
+                "val_bab_ok": sums["ok"] / n, "val_samples": len(setup.split), "bab_samples": end - start})
     return out
