@@ -42,12 +42,25 @@ def read_source(source: Union[str, Path, Mapping[str, Any]]) -> dict[str, Any]:
     if isinstance(source, Mapping):
         return dict(source)
     path = Path(source)
-    if not (path.suffix in (".yaml", ".yml") and path.is_file()):
+    if path.suffix in (".yaml", ".yml") and not path.is_file():
+        raise ConfigError(f"{path}: no such file (a YAML config path; presets are named like digits/cc-ibp)")
+    if not path.is_file():
         path = preset_path(str(source))
-    data = yaml.safe_load(path.read_text()) or {}
+    data = _load_yaml(path.read_text(), str(path))
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level of a config must be a mapping, got {type(data).__name__}")
     return data
+
+
+def _load_yaml(text: str, where: str) -> Any:
+    """``yaml.safe_load`` whose syntax errors name the file, line and column in one line."""
+    try:
+        return yaml.safe_load(text) or {}
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        place = f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else "?"
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigError(f"{where}: YAML syntax error at {place}: {problem}") from None
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -55,7 +68,11 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     key, sep, value = text.partition("=")
     if not sep or not key.strip():
         raise ConfigError(f"override {text!r} is not of the form dotted.key=value")
-    return key.strip().split("."), yaml.safe_load(value)
+    try:
+        return key.strip().split("."), yaml.safe_load(value)
+    except yaml.YAMLError as err:
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigError(f"override {text!r}: the value is not valid YAML ({problem})") from None
 
 
 def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> dict[str, Any]:

@@ -78,3 +78,40 @@ def test_batch_eps_ramp_train_mul_and_attack_factor():
     assert late.attack_eps == pytest.approx(0.4) and not late.reg  # regulariser only in epochs 1..20
     fixed = batch_eps(load_config(TrainConfig, "mnist-0.1/cc-ibp", ["eps.fixed=true"]), 0, 1, 100)
     assert fixed.eps == pytest.approx(0.1) and fixed.robust
+
+
+def test_run_folders_are_explicit_and_safe(tmp_path):
+    """Another run's leftovers are refused, --resume needs a checkpoint, a failed start leaves no folder."""
+    stale = tmp_path / "stale"
+    stale.mkdir()
+    (stale / "metrics.jsonl").write_text('{"epoch": 1}\n')
+    with pytest.raises(ValueError, match="metrics.jsonl of another run"):
+        train(_config("run.epochs=1"), stale, device="cpu")
+    with pytest.raises(ValueError, match="nothing to resume"):
+        train(_config("run.epochs=1"), tmp_path / "empty", device="cpu", resume=True)
+    assert not (tmp_path / "empty").exists()
+    with pytest.raises(FileNotFoundError):  # the dataset cannot load: no folder is left behind
+        train(load_config(TrainConfig, "mnist-0.1/cc-ibp-small", ["run.epochs=1"]), tmp_path / "failed",
+              data_dir=tmp_path / "no-mnist-here", device="cpu")
+    assert not (tmp_path / "failed").exists()
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(ValueError, match="is a file"):
+        train(_config("run.epochs=1"), blocker / "run", device="cpu")
+    only_config = tmp_path / "config-only"  # what an earlier failed start used to leave: reused
+    only_config.mkdir()
+    (only_config / "config.yaml").write_text("old")
+    train(_config("run.epochs=1"), only_config, device="cpu")
+    assert (only_config / "ckpt_last.pt").exists()
+
+
+def test_epoch_log_labels_the_training_eps_and_skips_empty_tests(tmp_path, caplog):
+    import logging
+
+    with caplog.at_level(logging.INFO, logger="torchcert"):
+        train(_config("run.test_interval=5", "run.epochs=2"), tmp_path / "log", device="cpu")
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("epoch ")]
+    assert "train_eps" in lines[0] and "test" not in lines[0].split("train {")[1]
+    assert "test {" in lines[1]
+    record = json.loads((tmp_path / "log" / "metrics.jsonl").read_text().splitlines()[0])
+    assert "train_eps" in record and "eps" not in record

@@ -16,8 +16,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_list(args: argparse.Namespace) -> int:
+    """One row per preset: name, dataset, model, loss, ε and epochs."""
+    from torchcert.train.config import TrainConfig
+
+    rows = [("preset", "dataset", "model", "loss", "eps", "epochs")]
     for name in list_presets():
-        print(name)
+        cfg = load_config(TrainConfig, name)
+        rows.append((name, cfg.data.dataset, cfg.model.name, cfg.method.loss, f"{cfg.eps.value:g}",
+                     str(cfg.run.epochs)))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
     return 0
 
 

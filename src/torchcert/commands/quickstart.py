@@ -16,7 +16,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("overrides", nargs="*", metavar="key=value", help=f"overrides of the {PRESET} preset")
     parser.add_argument("--out", default="runs/quickstart", metavar="DIR", help="run folder (default runs/quickstart)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="cpu")
-    parser.add_argument("--resume", action="store_true", help="continue an interrupted quickstart in --out")
+    parser.add_argument("--resume", action="store_true", help="continue an interrupted quickstart in --out "
+                                                              "(the default when --out holds a checkpoint)")
     parser.set_defaults(run=run)
 
 
@@ -51,13 +52,18 @@ def run(args: argparse.Namespace) -> int:
     from torchcert.train.config import TrainConfig
     from torchcert.train.run import resolve_device, train
 
+    from pathlib import Path
+
+    from torchcert.train.checkpoint import CHECKPOINT_NAME
+
     config = load_config(TrainConfig, PRESET, args.overrides)
-    result = train(config, args.out, device=args.device, resume=args.resume)
+    resume = args.resume or (Path(args.out) / CHECKPOINT_NAME).exists()  # a second quickstart reuses the first
+    result = train(config, args.out, device=args.device, resume=resume)
     device = resolve_device(args.device)
     accuracy = verified_accuracy(result.model, config, device)
     print(f"\nCC-IBP on 8x8 digits, eps = {config.eps.value} ({result.summary['wall_seconds']:.0f} s of training, "
           f"run folder {result.out_dir})")
-    print(f"{'test accuracy':<22}{'':>8}")
+    print(f"  {'test split':<20}{'accuracy':>8}")
     rows = [("clean", accuracy["clean"]), ("PGD", result.summary["pgd_acc"]),
             ("verified (IBP)", accuracy["IBP"]), ("verified (CROWN)", accuracy["CROWN"])]
     for name, value in rows:

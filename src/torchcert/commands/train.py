@@ -27,7 +27,10 @@ def run(args: argparse.Namespace) -> int:
     from torchcert.train.config import TrainConfig
     from torchcert.train.run import train
 
-    config = load_config(TrainConfig, args.config, args.overrides)
+    overrides = list(args.overrides)
+    if getattr(args, "threads", None) is not None:  # the command line wins over the config's run.threads
+        overrides.append(f"run.threads={args.threads}")
+    config = load_config(TrainConfig, args.config, overrides)
     result = train(config, args.out, data_dir=args.data_dir, device=args.device, resume=args.resume,
                    download=args.download)
     print(json.dumps(result.summary, indent=2))

@@ -119,8 +119,10 @@ def download_file(urls: Sequence[str], dest: Path, checksum: Checksum, timeout: 
             failures.append(f"{url}: {err}")
             _discard(part)
             continue
-        except (URLError, OSError, http.client.HTTPException) as err:  # the partial file stays for a resume
+        except (URLError, OSError, http.client.HTTPException) as err:  # a partial file stays for a resume
             failures.append(f"{url}: {err}")
+            if not part.exists() or part.stat().st_size == 0:  # nothing arrived (offline): leave no debris
+                _discard(part)
             continue
         os.replace(part, dest)
         _discard(part)

@@ -78,7 +78,11 @@ def _last_line(text: str) -> str:
     for line in lines:
         if _GLOBAL.search(line) or "Unsupported operand" in line:
             return line
-    return lines[0][:200] if lines else "no details"
+    if not lines:
+        return "no details"
+    first = lines[0]
+    end = max(first.find(". "), first.find(": "))  # the first clause is the informative one
+    return first if len(first) <= 160 else (first[:end + 1] if 0 < end < 160 else first[:157] + "...")
 
 
 def _strip_prefix(state_dict: Any, path: Path) -> "OrderedDict[str, torch.Tensor]":

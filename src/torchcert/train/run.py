@@ -10,6 +10,7 @@ import json
 import logging
 import math
 import os
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -121,13 +122,13 @@ def train_batches(cfg: TrainConfig, split: Split, generator: torch.Generator) ->
 def evaluate(cfg: TrainConfig, model: nn.Module, split: Split, settings: StepSettings,
              device: torch.device, progress: bool = False) -> Dict[str, float]:
     """Natural, PGD and IBP-verified accuracy/loss on ``split`` at the target ε (eval mode, seeded attack)."""
-    from tqdm import tqdm
+    from torchcert.progress import Progress
 
     model.eval()
     meter, generator = Meter(), torch.Generator(device).manual_seed(cfg.run.seed)
     batches = iterate_batches(split, cfg.test_batch_size)
     total = math.ceil(len(split) / cfg.test_batch_size)
-    for images, labels in tqdm(batches, total=total, desc="[test]", disable=None if progress else True, leave=False):
+    for images, labels in Progress(batches, total, "test", progress):
         eval_step(model, normalize(images, split.info), labels, cfg.eps.value, settings, meter,
                   cfg.attack.test_steps, cfg.attack.test_step_size, generator)
     model.train()
@@ -138,19 +139,20 @@ def train_epoch(cfg: TrainConfig, model: nn.Module, optimizer: torch.optim.Optim
                 settings: StepSettings, epoch: int, step: int, generators: Dict[str, torch.Generator]
                 ) -> Tuple[Dict[str, float], int, float]:
     """One pass over the training split; returns (metrics, global step after it, ε of the last batch)."""
-    from tqdm import tqdm
+    from torchcert.progress import Progress
 
     model.train()
     meter, eps = Meter(), 0.0
     epoch_length = math.ceil(len(split) / cfg.data.batch_size)
-    bar = tqdm(train_batches(cfg, split, generators["data"]), total=epoch_length, desc=f"[train] epoch {epoch}",
-               disable=None if cfg.run.progress else True, dynamic_ncols=True)
+    bar = Progress(train_batches(cfg, split, generators["data"]), epoch_length, f"train epoch {epoch}",
+                   cfg.run.progress)
     for i, (x, labels) in enumerate(bar):
         b = batch_eps(cfg, step, epoch, epoch_length)
         train_step(model, optimizer, x, labels, b, settings, meter, generators["attack"])
         step, eps = step + 1, b.eps
         if cfg.run.progress and (i % 10 == 0 or i == epoch_length - 1):
-            bar.set_postfix({k: f"{v:.3f}" for k, v in summarise(meter).items() if k != "grad_norm"} | {"eps": f"{eps:.4f}"})
+            shown = ("loss", "nat_acc", "ver_acc")
+            bar.update(**{k: f"{v:.3f}" for k, v in summarise(meter).items() if k in shown}, train_eps=f"{eps:.4f}")
     return summarise(meter), step, eps
 
 
@@ -161,7 +163,7 @@ def train(config: TrainConfig, out_dir: PathLike, data_dir: Optional[PathLike] =
     config.validate()
     cfg, out = config, Path(out_dir)
     dev = resolve_device(device or cfg.run.device)
-    start_epoch, step, wall = _prepare_run_dir(cfg, out, resume)
+    start_epoch, step, wall = _check_run_dir(cfg, out, resume)
     _set_tf32(cfg.run.tf32)
     if cfg.run.threads is not None:
         torch.set_num_threads(cfg.run.threads)
@@ -169,6 +171,8 @@ def train(config: TrainConfig, out_dir: PathLike, data_dir: Optional[PathLike] =
     train_split, test_split = load_splits(cfg, data_dir, dev, download)
     model = build_model_for(cfg, dev)
     optimizer = build_optimizer(cfg, model)
+    if start_epoch == 0:  # only now that data and model load: a failed start leaves no folder behind
+        _start_run_dir(cfg, out)
     generators = {"data": torch.Generator().manual_seed(cfg.run.seed),
                   "attack": torch.Generator(dev).manual_seed(cfg.run.seed + 1)}
     if start_epoch > 0:
@@ -185,7 +189,7 @@ def train(config: TrainConfig, out_dir: PathLike, data_dir: Optional[PathLike] =
         for group in optimizer.param_groups:
             group["lr"] = lr
         train_metrics, step, eps = train_epoch(cfg, model, optimizer, train_split, settings, epoch, step, generators)
-        record = {"epoch": epoch, "step": step, "eps": eps, "lr": lr, "train": train_metrics}
+        record = {"epoch": epoch, "step": step, "train_eps": eps, "lr": lr, "train": train_metrics}
         if epoch % cfg.run.test_interval == 0 or epoch == cfg.run.epochs:
             test_metrics = evaluate(cfg, model, test_split, settings, dev, cfg.run.progress)
             record["test"] = test_metrics
@@ -202,21 +206,52 @@ def train(config: TrainConfig, out_dir: PathLike, data_dir: Optional[PathLike] =
     return RunResult(out, out / CHECKPOINT_NAME, summary, model)
 
 
-def _prepare_run_dir(cfg: TrainConfig, out: Path, resume: bool) -> Tuple[int, int, float]:
-    """Create ``out`` and write config.yaml; returns 1 as start epoch when a checkpoint is to be resumed."""
-    out.mkdir(parents=True, exist_ok=True)
+#: files a finished or interrupted run leaves; a new run refuses a folder holding any of them
+RUN_FILES = (CHECKPOINT_NAME, "metrics.jsonl", "summary.json")
+
+
+def _check_run_dir(cfg: TrainConfig, out: Path, resume: bool) -> Tuple[int, int, float]:
+    """Check ``out`` before anything is computed; returns 1 as start epoch when a checkpoint is to be resumed.
+
+    A new run needs a folder without the files of another run (a config.yaml alone, left by a start that failed,
+    is overwritten); ``resume`` needs a checkpoint and the same config."""
     checkpoint, config_file = out / CHECKPOINT_NAME, out / "config.yaml"
-    text = dump_config(cfg)
-    if checkpoint.exists() and not resume:
-        raise ValueError(f"{out} already holds a run ({CHECKPOINT_NAME}); pass --resume to continue it "
-                         "or choose another --out folder")
-    if resume and checkpoint.exists():
-        if config_file.exists() and config_file.read_text() != text:
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file, not a run folder")
+    if resume:
+        if not checkpoint.exists():
+            raise ValueError(f"nothing to resume in {out}: it has no {CHECKPOINT_NAME}; start the run without "
+                             "--resume")
+        if config_file.exists() and config_file.read_text() != dump_config(cfg):
             raise ValueError(f"{config_file} differs from the config given: resume with the same preset and "
                              "overrides (see that file), or start a new run in another folder")
         return 1, 0, 0.0
-    _atomic_write(config_file, text)
+    _check_creatable(out)
+    found = [name for name in RUN_FILES if (out / name).exists()]
+    if found:
+        hint = "pass --resume to continue it" if CHECKPOINT_NAME in found else "remove them"
+        raise ValueError(f"{out} already holds {', '.join(found)} of another run; {hint} or choose another --out "
+                         "folder")
     return 0, 0, 0.0
+
+
+def _check_creatable(out: Path) -> None:
+    """ValueError now, not after loading data, when ``out`` cannot be created or written."""
+    base = out
+    while not base.exists():
+        base = base.parent
+    if not base.is_dir():
+        raise ValueError(f"cannot create the run folder {out}: {base} is a file")
+    try:
+        tempfile.TemporaryDirectory(dir=base).cleanup()
+    except OSError as err:
+        raise ValueError(f"cannot write the run folder {out}: {err.strerror or err}") from None
+
+
+def _start_run_dir(cfg: TrainConfig, out: Path) -> None:
+    """Create the run folder and write its config.yaml."""
+    out.mkdir(parents=True, exist_ok=True)
+    _atomic_write(out / "config.yaml", dump_config(cfg))
 
 
 def _set_tf32(enabled: bool) -> None:
@@ -244,14 +279,15 @@ def _truncate_metrics(path: Path, last_epoch: int) -> None:
 
 
 def _log_epoch(record: Dict[str, Any], writer: Any) -> None:
-    test = record.get("test", {})
-    log.info("epoch %d eps %.5f lr %.2e train %s test %s", record["epoch"], record["eps"], record["lr"],
-             {k: round(v, 4) for k, v in record["train"].items()}, {k: round(v, 4) for k, v in test.items()})
+    test = record.get("test")
+    log.info("epoch %d train_eps %.5f lr %.2e train %s%s", record["epoch"], record["train_eps"], record["lr"],
+             {k: round(v, 4) for k, v in record["train"].items()},
+             f" test {({k: round(v, 4) for k, v in test.items()})}" if test else "")
     if writer is not None:
         for split in ("train", "test"):
             for key, value in record.get(split, {}).items():
                 writer.add_scalar(f"{split}/{key}", value, record["epoch"])
-        writer.add_scalar("eps", record["eps"], record["epoch"])
+        writer.add_scalar("train_eps", record["train_eps"], record["epoch"])
         writer.add_scalar("lr", record["lr"], record["epoch"])
         writer.flush()
 

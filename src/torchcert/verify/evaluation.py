@@ -8,6 +8,7 @@ on SABR's small box around x_adv (radius ``α_sabr·ε·factor``). Each loss has
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Dict, Optional
 
@@ -114,8 +115,6 @@ def mean_losses(setup, settings: LossSettings, start: int, end: int, batch_size:
                 bab_timeout: Optional[float] = None) -> Dict[str, float]:
     """Mean of every per-sample loss over samples [start, end) of ``setup.split`` (end -1: all), with a progress
     bar; adds ``bab_loss`` (bound-mode BaB per margin, ``bab_timeout`` s each) when a timeout is given."""
-    from tqdm import tqdm
-
     from torchcert.data import data_range, normalize
 
     end = len(setup.split) if end < 0 else min(end, len(setup.split))
@@ -123,7 +122,9 @@ def mean_losses(setup, settings: LossSettings, start: int, end: int, batch_size:
     std = torch.tensor(setup.info.std, dtype=setup.dtype, device=setup.device).view(1, -1, 1, 1)
     gen = torch.Generator(setup.device).manual_seed(seed)
     sums: Dict[str, float] = {}
-    for first in tqdm(range(start, end, batch_size), desc="losses", dynamic_ncols=True):
+    from torchcert.progress import Progress
+
+    for first in Progress(range(start, end, batch_size), math.ceil((end - start) / batch_size), "losses"):
         images = setup.split.images[first:min(first + batch_size, end)].to(setup.device)
         labels = setup.split.labels[first:first + images.shape[0]].to(setup.device)
         x = normalize(images, setup.info, setup.dtype)

@@ -137,11 +137,11 @@ def check_writable(path: Path) -> None:
 def _verify_range(setup: EvalSetup, methods: tuple, timeout: float, start: int, end: int, store: ResultStore,
                   pgd_steps: int, pgd_step_size: float, spec_batch: Optional[int], seed: int,
                   progress: bool) -> Dict[str, Any]:
-    from tqdm import tqdm
+    from torchcert.progress import Progress
 
     generator = torch.Generator(setup.device)
     bound_model = bound_copy(setup.model)  # float64 copy for the bounds, made once
-    bar = tqdm(range(start, end), disable=None if progress else True, dynamic_ncols=True)
+    bar = Progress(range(start, end), end - start, "verify", progress, every=10.0)
     for idx in bar:
         if idx in store:
             continue
@@ -152,7 +152,7 @@ def _verify_range(setup: EvalSetup, methods: tuple, timeout: float, start: int, 
                                bound_model=bound_model)
         store.add(record_of(idx, label, result))
         done = store.select(range(start, idx + 1))
-        bar.set_description(f"verified {sum(r['verified'] for r in done)}/{len(done)}")
+        bar.update(verified=f"{sum(r['verified'] for r in done)}/{len(done)}", last=result.status)
     summary = summarise(store.select(range(start, end)))
     summary.update({"eps": setup.eps, "methods": list(methods), "timeout": timeout, "start": start, "end": end,
                     "results": str(store.path), "table": format_table(summary, methods)})

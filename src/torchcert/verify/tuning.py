@@ -27,8 +27,6 @@ def tuning_stats(setup, settings: LossSettings, loss: str, start: int, end: int,
     own sample count (``val_samples``, ``bab_samples``)."""
     if loss not in LOSS_KEYS:
         raise ValueError(f"unknown loss {loss!r} for tuning statistics; valid: {', '.join(LOSS_KEYS)}")
-    from tqdm import tqdm
-
     from torchcert.data import data_range, normalize
 
     overall = mean_losses(setup, settings, 0, -1, batch_size, seed)
@@ -39,7 +37,9 @@ def tuning_stats(setup, settings: LossSettings, loss: str, start: int, end: int,
     radius, factor = setup.eps / std, settings.eps_factor
     gen = torch.Generator(setup.device).manual_seed(seed)
     sums = {"bab_loss": 0.0, "loss": 0.0, "err": 0.0, "sq": 0.0, "ok": 0.0}
-    for idx in tqdm(range(start, end), desc="tuning-stats", dynamic_ncols=True):
+    from torchcert.progress import Progress
+
+    for idx in Progress(range(start, end), end - start, "tuning-stats", every=10.0):
         x = normalize(setup.split.images[idx:idx + 1].to(setup.device), setup.info, setup.dtype)
         label = setup.split.labels[idx:idx + 1].to(setup.device)
         box = Box(torch.max(x - radius, low), torch.min(x + radius, high))
