@@ -56,15 +56,17 @@ def test_os_errors_and_interrupts_are_one_line(capsys):
     assert capsys.readouterr().err.strip() == "torchcert train: interrupted; continue with --resume"
 
 
-def test_every_command_takes_threads_and_one_is_the_default(capsys):
+def test_every_command_takes_threads(capsys, monkeypatch):
+    from torchcert import threads
+
     parser = cli.build_parser()
     for name, sub in parser._subparsers._group_actions[0].choices.items():
         assert any("--threads" in a.option_strings for a in sub._actions), name
     previous = torch.get_num_threads()
     try:
+        monkeypatch.setattr(threads, "default_threads", lambda: 1)
         torch.set_num_threads(2)
-        assert cli.main(["presets"]) == 0
-        assert torch.get_num_threads() == 1
+        assert cli.main(["presets"]) == 0 and torch.get_num_threads() == 1
         assert cli.main(["presets", "--threads", "2"]) == 0 and torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(previous)
@@ -86,3 +88,12 @@ def test_progress_logs_lines_off_a_terminal(caplog):
             bar.update(loss=f"{i:.1f}")
     lines = [r.getMessage() for r in caplog.records]
     assert lines[0].startswith("work: 1/3 (33%)") and lines[-1].endswith("loss=2.0")
+
+
+def test_default_threads_count_idle_cores():
+    from torchcert.threads import busy_cores, default_threads
+
+    assert default_threads(cores=2, busy=0.05) == 2
+    assert default_threads(cores=2, busy=1.0) == 1 and default_threads(cores=2, busy=0.6) == 1
+    assert default_threads(cores=16, busy=3.0) == 13 and default_threads(cores=1, busy=5.0) == 1
+    assert 0.0 <= busy_cores(sample=0.05) <= 64

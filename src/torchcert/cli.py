@@ -34,8 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
         importlib.import_module(name).add_parser(subparsers)
     for sub in subparsers.choices.values():
         sub.add_argument("--threads", type=_positive_int, metavar="N",
-                         help="CPU threads for PyTorch (default 1, measured fastest except for large conv "
-                              "networks; see the README)")
+                         help="CPU threads for PyTorch (default: the cores idle at start, at least 1; see the "
+                              "README)")
     return parser
 
 

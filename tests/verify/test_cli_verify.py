@@ -127,3 +127,19 @@ def test_unwritable_output_fails_before_computing(digits_checkpoint, tmp_path):
         _run(_base(digits_checkpoint, blocker / "r.jsonl"))
     with pytest.raises(ValueError, match="cannot (write results|create the results folder)"):
         _run(_base(digits_checkpoint, "/proc/r.jsonl"))
+
+
+def test_a_model_of_ones_own_by_module_reference(digits_checkpoint, tmp_path, monkeypatch):
+    """``--model package.module:function`` builds the network (here the registry's mlp, wrapped)."""
+    (tmp_path / "my_nets.py").write_text(
+        "from torchcert.models import build_model\n"
+        "def small_mlp(in_ch, in_dim, num_class, **options):\n"
+        "    return build_model('mlp', in_ch, in_dim, num_class, **options)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    out = tmp_path / "own.jsonl"
+    args = _base(digits_checkpoint, out) + ["--end", "3", "--methods", "ibp,crown"]
+    args[args.index("mlp")] = "my_nets:small_mlp"
+    assert _run(args) == 0 and len(_lines(out)) == 3
+    args[args.index("my_nets:small_mlp")] = "my_nets:missing"
+    with pytest.raises(ValueError, match="has no function missing"):
+        _run(args)

@@ -155,3 +155,59 @@ def test_float32_rounding_is_not_verified():
             with torch.no_grad():
                 logits = model(result.counterexample)
             assert float(logits[0, 1]) > float(logits[0, 0])
+
+
+def test_overflow_and_underflow_are_never_verified():
+    """float32 nets whose forward overflows to inf, or underflows to zero, at points of the box: the rounding
+    bound is infinite (overflow) or covers the absolute error near zero (underflow), so neither is verified."""
+    from torchcert.bounds.rounding import arithmetic, forward_error
+
+    over = nn.Sequential(nn.Conv2d(2, 2, 1, groups=2), nn.ReLU(), nn.Conv2d(2, 2, 1, groups=2), nn.Flatten()).eval()
+    with torch.no_grad():  # logit0 = 5 + relu(x0), logit1 = 1e-38 relu(1e38 x1): the second overflows at x1 = 4
+        over[0].weight.copy_(torch.tensor([1.0, 1e38]).view(2, 1, 1, 1))
+        over[0].bias.zero_()
+        over[2].weight.copy_(torch.tensor([1.0, 1e-38]).view(2, 1, 1, 1))
+        over[2].bias.copy_(torch.tensor([5.0, 0.0]))
+    lo, hi = torch.tensor([0.0, 1.0]).view(1, 2, 1, 1), torch.tensor([1.0, 4.0]).view(1, 2, 1, 1)
+    assert torch.isinf(forward_error(over, Box(lo, hi), arithmetic(torch.float32))).all()
+    t = 2.0 ** -149
+    under = nn.Sequential(nn.Linear(3, 2, bias=False)).eval()
+    with torch.no_grad():  # margin t (x0 + x1 - x2) >= 0.05 t in reals; float32 rounds t * 0.3 to 0
+        under[0].weight.copy_(torch.tensor([[t, t, 0.0], [0.0, 0.0, t]], dtype=torch.float64).float())
+    lo2, hi2 = torch.tensor([[0.3, 0.3, 0.5]]), torch.tensor([[0.8, 0.45, 0.55]])
+    for model, low, high in ((over, lo, hi), (under, lo2, hi2)):
+        bab = branch_and_bound(model, Box(low, high), torch.tensor([[[1.0, -1.0]]]),
+                               BabSettings(timeout=10, attacks=False))
+        sample = verify_sample(model, low, high, 0, timeout=10, pgd_steps=0)
+        assert bab.status != "verified" and sample.status != "verified", (bab, sample)
+
+
+class _BatchSkew(nn.Module):
+    """The margin of logit 0 over logit 1 drops by 1 when more than one input is run at once: a stand-in for
+    float kernels whose results depend on the batch."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x - (x.shape[0] > 1) * torch.tensor([1.0, 0.0], dtype=x.dtype)
+
+
+def test_counterexamples_are_rechecked_alone():
+    plain = nn.Sequential(_linear(2, 2, [[1.0, 0.0], [0.0, 1.0]], [0.5, 0.0])).eval()
+    model = nn.Sequential(plain[0], _BatchSkew()).eval()  # the user's network; bounds are of ``plain``
+    box = Box(torch.zeros(1, 2, dtype=D), torch.full((1, 2), 0.2, dtype=D))  # margin 0.5 + x0 - x1 >= 0.3 alone
+    result = branch_and_bound(model, box, MARGIN, BabSettings(timeout=10), bound_model=plain)
+    assert result.status != "falsified", result
+    assert result.upper_bound >= 0.3 - 1e-12
+
+
+def test_lower_bound_holds_without_exact_leaves():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 2)).double().eval()
+    box = Box(torch.full((1, 2), -1.0, dtype=D), torch.full((1, 2), 1.0, dtype=D))
+    points = box.lower + 2 * torch.rand(20000, 2, generator=torch.Generator().manual_seed(0), dtype=D)
+    with torch.no_grad():
+        reached = float((model(points) @ MARGIN[0].T).min())
+    for bound_mode in (False, True):
+        for attacks in (False, True):
+            result = branch_and_bound(model, box, MARGIN, BabSettings(timeout=5, exact_leaves=False,
+                                                                      bound_mode=bound_mode, attacks=attacks))
+            assert result.lower_bound <= reached, (bound_mode, attacks, result)

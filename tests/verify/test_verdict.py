@@ -28,8 +28,8 @@ def test_tolerance_grows_with_the_network_precision():
     model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 3)).eval()
     box = Box(torch.zeros(1, 8), torch.ones(1, 8))
     C = margin_matrix(torch.tensor([1]), 3)
-    tau32 = tolerance(model, box, C)
-    tau64 = tolerance(bound_copy(model), box, C)
+    tau32 = tolerance(bound_copy(model), box, C, torch.float32)
+    tau64 = tolerance(bound_copy(model), box, C, torch.float64)
     assert model_dtype(bound_copy(model)) == torch.float64 and model_dtype(model) == torch.float32
     assert tau32.shape == (1, 2) and bool((tau32 > 1e6 * tau64).all()) and bool((tau64 > 0).all())
 

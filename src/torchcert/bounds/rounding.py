@@ -6,12 +6,14 @@ of fan-in ``n`` computed in floating point with unit roundoff ``u`` (any summati
 ``|fl(W x' + b) - (W x + b)| <= |W| |x' - x| + gamma_(n+1) (|W| |x'| + |b|)`` with ``gamma_n = n u / (1 - n u)``;
 ReLU and reshapes are exact. :func:`forward_error` adds up what each layer's rounding can do to the output
 (``|f_float(x) - f_real(x)| <= e`` for every x of the box). Each rule states its own terms (``rule.rounding``:
-the error it carries and the rounding it adds; ``rule.error_backward``: interval coefficients moved to its input). Not covered: Winograd or FFT convolutions (cuDNN may choose them), and TF32
+the error it carries, the rounding it adds and the largest magnitude it forms; ``rule.error_backward``: interval
+coefficients moved to its input). Underflow adds an absolute ``tiny`` (the smallest normal number) per operation,
+which covers subnormals and flush-to-zero; a network that may overflow gets no finite bound. Not covered: Winograd or FFT convolutions (cuDNN may choose them), and TF32
 unless :func:`unit_roundoff` is told the device allows it.
 """
 from __future__ import annotations
 
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor, nn
@@ -19,6 +21,7 @@ from torch import Tensor, nn
 from .box import Box
 from .layers import Layer, build_layers
 from .rules import relu
+from .rules._window import Arithmetic, magnitude
 
 UNIT_ROUNDOFF = {torch.float64: 2.0 ** -53, torch.float32: 2.0 ** -24, torch.float16: 2.0 ** -11,
                  torch.bfloat16: 2.0 ** -8}
@@ -35,14 +38,21 @@ def unit_roundoff(dtype: torch.dtype, device: Optional[torch.device] = None) -> 
     return UNIT_ROUNDOFF[dtype]
 
 
-def _forward_pass(layers: Sequence[Layer], box: Box, unit: float,
-                  relu_bounds: Optional[Sequence[Box]]) -> Tuple[List[Box], List[Tensor], List[Tensor]]:
+def arithmetic(dtype: torch.dtype, device: Optional[torch.device] = None) -> Arithmetic:
+    """The :class:`Arithmetic` of ``dtype`` on ``device`` (TF32 on CUDA when PyTorch allows it)."""
+    info = torch.finfo(dtype)
+    return Arithmetic(unit_roundoff(dtype, device), float(info.tiny), float(info.max))
+
+
+def _forward_pass(layers: Sequence[Layer], box: Box, arith: Arithmetic, relu_bounds: Optional[Sequence[Box]]
+                  ) -> Tuple[List[Box], List[Tensor], List[Tensor], float]:
     """Per layer: the box of its real input (IBP, intersected with ``relu_bounds`` at each ReLU), a bound on the
     float input's error (carried forward as an interval: loose, used only in the magnitude ``|x| + e``) and the
-    rounding the layer adds."""
+    rounding the layer adds; and the largest magnitude any operation can produce (for overflow)."""
     center, radius = (box.upper + box.lower) / 2, (box.upper - box.lower) / 2
     error = torch.zeros_like(center)
     boxes, errors, added = [], [], []
+    peak = float(magnitude(box).max()) if box.lower.numel() else 0.0
     j = 0
     for layer in layers:
         pre = Box(center - radius, center + radius)
@@ -50,19 +60,22 @@ def _forward_pass(layers: Sequence[Layer], box: Box, unit: float,
             pre = pre.intersect(relu_bounds[j])
             center, radius = pre.center, pre.radius
             j += 1
-        carried, new = layer.rule.rounding(layer.op, pre, error, unit)
+        carried, new, largest = layer.rule.rounding(layer.op, pre, error, arith)
         boxes.append(pre)
         errors.append(error)
         added.append(new)
+        peak = max(peak, float(largest.max()) if largest.numel() else 0.0)
         error = carried + new
         center, radius = layer.rule.ibp(layer.op, center, radius)
-    return boxes, errors, added
+    return boxes, errors, added, peak
 
 
-def forward_error(model: nn.Module, box: Box, unit: float, C: Optional[Tensor] = None,
+def forward_error(model: nn.Module, box: Box, arith: Union[Arithmetic, float], C: Optional[Tensor] = None,
                   relu_bounds: Optional[Sequence[Box]] = None) -> Tensor:
     """Bound on ``|(C f)_float(x) - (C f)_real(x)|`` over ``box`` (``(B, *in)``) when every operation of ``model``
-    (eval mode) rounds with unit roundoff ``unit``: ``(B, M)`` for ``C (B, M, K)``, ``(B, K)`` without ``C``.
+    (eval mode) rounds as ``arith`` says (a bare number is a unit roundoff without underflow or overflow limits):
+    ``(B, M)`` for ``C (B, M, K)``, ``(B, K)`` without ``C``; ``inf`` everywhere when some operation may
+    overflow (half the largest finite number is reachable).
 
     The rounding ``d_k`` each layer adds reaches the output through the layers after it, ``C W_L T W_(L-1) ... d_k``,
     where each ReLU contributes a diagonal ``T`` of secant slopes in [0, 1] (exactly 1 or 0 where the neuron is
@@ -76,8 +89,9 @@ def forward_error(model: nn.Module, box: Box, unit: float, C: Optional[Tensor] =
     if relu_bounds is not None:
         relu_bounds = [Box(b.lower.detach().to(torch.float64), b.upper.detach().to(torch.float64))
                        for b in relu_bounds]
+    arith = arith if isinstance(arith, Arithmetic) else Arithmetic(float(arith))
     with torch.no_grad():
-        boxes, errors, added = _forward_pass(layers, Box(low, up), unit, relu_bounds)
+        boxes, errors, added, peak = _forward_pass(layers, Box(low, up), arith, relu_bounds)
         outputs = added[-1].shape[1:].numel() if layers else low[0].numel()
         if C is None:
             eye = torch.eye(outputs, dtype=torch.float64, device=low.device)
@@ -91,4 +105,6 @@ def forward_error(model: nn.Module, box: Box, unit: float, C: Optional[Tensor] =
             dims = tuple(range(2, center.dim()))
             total = total + ((center.abs() + radius) * new).sum(dims)
             center, radius = layer.rule.error_backward(layer.op, center, radius, pre, error)
+    if not peak < arith.largest / 2:  # an operation may overflow: no finite bound (nan counts as overflow)
+        return torch.full_like(total.t(), float("inf"))
     return total.t() * (1 + 1e-6)  # the bound's own float64 evaluation, generously

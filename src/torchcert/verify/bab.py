@@ -31,6 +31,8 @@ from .lp import leaf_layers, solve_leaf
 from .verdict import bound_copy, model_dtype, spec_values, tolerance
 
 STATUSES = ("verified", "falsified", "timeout", "unknown")
+#: candidate points of a batch re-checked one by one (the lowest margins first)
+RECHECKED = 8
 
 
 @dataclass(frozen=True)
@@ -82,7 +84,7 @@ class _Search:
         self.bound_model = bound_model
         self.bound_box = Box(box.lower.detach().to(dtype), box.upper.detach().to(dtype))
         self.bound_C = C.detach().to(dtype)
-        self.tau = tolerance(model, box, C, dtype)[0].to(dtype)  # (M,)
+        self.tau = tolerance(bound_model, box, C, model_dtype(model))[0].to(dtype)  # (M,)
         self.start = time.perf_counter()
         self.domains = 0
         self.closed_min = float("inf")  # min bound over the leaves proved positive / solved exactly
@@ -111,9 +113,12 @@ class _Search:
             return False
         points = self.clip(points)
         margins = min_margins(self.model, points, self.C)
-        i = int(margins.argmin())
-        if float(margins[i]) < self.best_margin:
-            self.best_margin, self.best_point = float(margins[i]), points[i:i + 1].detach().clone()
+        for i in torch.argsort(margins)[:RECHECKED].tolist():  # alone, as a user runs one input: a float
+            alone = float(min_margins(self.model, points[i:i + 1], self.C)[0])  # forward may depend on the batch
+            if alone < self.best_margin:
+                self.best_margin, self.best_point = alone, points[i:i + 1].detach().clone()
+            if alone < 0:
+                break
         return self.best_margin < 0 and not self.settings.bound_mode
 
     def clip(self, points: torch.Tensor) -> torch.Tensor:
@@ -152,7 +157,7 @@ def branch_and_bound(model: nn.Module, box: Box, C: torch.Tensor, settings: BabS
     with torch.no_grad():
         root = [Box(b.lower.detach(), b.upper.detach())
                 for b in bounds.crown_relu_bounds(search.bound_model, search.bound_box)]
-    tight = tolerance(model, box, C, search.bound_box.lower.dtype, root)[0]
+    tight = tolerance(search.bound_model, box, C, model_dtype(model), root)[0]
     search.tau = torch.minimum(search.tau, tight.to(search.tau.dtype))
     if settings.attacks and search.attack(random_points(box.lower, box.upper, settings.attack_restarts, generator)):
         return search.result("falsified", -float("inf"))
@@ -180,7 +185,7 @@ def _loop(search: _Search, queue: DomainQueue, root: list, index: NeuronIndex, a
             return search.result("unknown", queue.min_bound())
         splits, lbs = queue.pop(s.batch_size, s.dive)
         full = (splits != 0).all(dim=1)
-        if bool(full.any()) and _solve_leaves(search, root, index, splits[full]):
+        if bool(full.any()) and _solve_leaves(search, root, index, splits[full], lbs[full]):
             queue.push(splits, lbs)
             return search.result("falsified", queue.min_bound())
         splits, lbs = splits[~full], lbs[~full]
@@ -220,10 +225,12 @@ def _attack_children(search: _Search, root: list, index: NeuronIndex, kids: torc
     return search.attack(points[top])
 
 
-def _solve_leaves(search: _Search, root: list, index: NeuronIndex, splits: torch.Tensor) -> bool:
-    """Exact LP on fully split domains; True when one yields a counterexample (checked by a forward pass)."""
+def _solve_leaves(search: _Search, root: list, index: NeuronIndex, splits: torch.Tensor, lbs: torch.Tensor) -> bool:
+    """Exact LP on fully split domains; True when one yields a counterexample (checked by a forward pass). Without
+    exact leaves the domains stay undecided and their bounds ``lbs (D, M)`` still count in the lower bound."""
     if not search.settings.exact_leaves:
         search.undecided += splits.shape[0]
+        search.closed_min = min(search.closed_min, float(lbs.min()))
         return False
     if search.leaf_layers is None:
         search.leaf_layers = leaf_layers(search.bound_model, search.box)

@@ -120,7 +120,8 @@ def _bound_stages(result: VerifyResult, model: nn.Module, bound_model: nn.Module
     C = bounds.margin_matrix(torch.tensor([label], device=logits.device), logits.shape[1]).to(logits.dtype)
     dtype = model_dtype(bound_model)
     box_b, C_b = Box(box.lower.to(dtype), box.upper.to(dtype)), C.to(dtype)
-    tau = tolerance(model, box, C, dtype).to(dtype)
+    run_dtype = model_dtype(model)
+    tau = tolerance(bound_model, box, C, run_dtype).to(dtype)
     lb = torch.full((1, C.shape[1]), -float("inf"), dtype=dtype, device=logits.device)
     result.status, result.method = "unknown", "none"
     relu_bounds = None
@@ -132,7 +133,7 @@ def _bound_stages(result: VerifyResult, model: nn.Module, bound_model: nn.Module
             if relu_bounds is None:  # CROWN's pre-activation bounds, computed once for CROWN, alpha and tau
                 with torch.no_grad():
                     relu_bounds = bounds.crown_relu_bounds(bound_model, box_b)
-                tau = torch.minimum(tau, tolerance(model, box, C, dtype, relu_bounds).to(dtype))
+                tau = torch.minimum(tau, tolerance(bound_model, box, C, run_dtype, relu_bounds).to(dtype))
             fn = functools.partial(bounds.crown, intermediate="given", relu_bounds=relu_bounds) if name == "crown" \
                 else functools.partial(bounds.alpha_crown, iterations=ALPHA_ITERATIONS, intermediate="given",
                                        relu_bounds=relu_bounds)

@@ -48,7 +48,9 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", help="training preset giving dataset, model and eps (e.g. mnist-0.1/cc-ibp); "
                                          "default: config.yaml beside the checkpoint, if any")
     parser.add_argument("--dataset", help="mnist, cifar10, tinyimagenet, imagenet64 or digits")
-    parser.add_argument("--model", help="model name of the original code, e.g. cnn, cnn_7layer_bn_imagenet")
+    parser.add_argument("--model", help="model name of the original code, e.g. cnn, cnn_7layer_bn_imagenet, or a "
+                                        "model of your own as package.module:function (called with in_ch, in_dim, "
+                                        "num_class and the --model-params)")
     parser.add_argument("--model-params", default="", metavar="k=v,...", help="model options, e.g. num_class=1000")
     parser.add_argument("--eps", type=float, help="L-inf radius on the [0, 1] pixel scale (default: the preset's)")
     parser.add_argument("--data-dir", metavar="DIR", help="dataset folder (default ./data/<dataset>)")
@@ -106,12 +108,38 @@ def build_setup(args: argparse.Namespace, split: str = "test", valid_share: Opti
     options.update(parse_model_params(args.model_params))
     info = dataset_info(dataset)
     device, dtype = torch.device(args.device), DTYPES[args.dtype]
-    model = build_model(name, info.in_ch, info.in_dim, options.pop("num_class", info.num_class), **options)
+    num_class = options.pop("num_class", info.num_class)
+    if args.model is not None and ":" in args.model:  # a model of one's own, named on the command line only
+        model = model_from_reference(args.model, info.in_ch, info.in_dim, num_class, options)
+    else:
+        model = build_model(name, info.in_ch, info.in_dim, num_class, **options)
     load_state_dict_strict(model, load_checkpoint(args.checkpoint)["state_dict"])
     model = model.to(device=device, dtype=dtype).eval()
     data = _load_split(dataset, split, args.data_dir, valid_share, getattr(args, "download", False))
     described = f"{name}({', '.join(f'{k}={v!r}' for k, v in sorted(options.items()))})"
     return EvalSetup(model, info, data, eps, device, dtype, config, described)
+
+
+def model_from_reference(reference: str, in_ch: int, in_dim: int, num_class: int, options: Dict[str, Any]) -> nn.Module:
+    """``"package.module:function"`` -> ``function(in_ch, in_dim, num_class, **options)``, an ``nn.Module`` built the
+    way registry models are (the module is imported, as ``python -m`` would; nothing is evaluated). Accepted only
+    from the command line, never from a config file."""
+    import importlib
+
+    module_name, _, function_name = reference.partition(":")
+    if not module_name or not function_name.isidentifier():
+        raise ValueError(f"--model {reference!r}: a model of your own is given as package.module:function")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as err:
+        raise ValueError(f"--model {reference!r}: cannot import {module_name} ({err}); is it on PYTHONPATH?") from None
+    function = getattr(module, function_name, None)
+    if not callable(function):
+        raise ValueError(f"--model {reference!r}: {module_name} has no function {function_name}")
+    model = function(in_ch, in_dim, num_class, **options)
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"--model {reference!r} returned {type(model).__name__}, not an nn.Module")
+    return model
 
 
 def _load_split(dataset: str, split: str, data_dir: Optional[str], valid_share: Optional[float],

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from torchcert.bounds import Box
-from torchcert.bounds.rounding import forward_error, unit_roundoff
+from torchcert.bounds.rounding import arithmetic, forward_error
 
 #: the bound-computation allowance counts this many forward passes' worth of rounding
 BOUND_ROUNDING_FACTOR = 4.0
@@ -59,22 +59,24 @@ def misclassified(logits: Tensor, label: int) -> Tensor:
     return (others > logits[:, label:label + 1]).any(dim=1)
 
 
-def tolerance(model: nn.Module, box: Box, C: Tensor, bound_dtype: torch.dtype = torch.float64,
+def tolerance(bound_model: nn.Module, box: Box, C: Tensor, run_dtype: torch.dtype,
               relu_bounds=None) -> Tensor:
     """``tau (B, M)`` float64: a margin bound verifies spec j only when it exceeds ``tau_j`` (module docstring).
 
-    ``model`` is the network as the user runs it; ``box (B, *in)``; ``C (B, M, K)``; ``relu_bounds`` (optional):
-    pre-activation boxes of its ReLUs (e.g. CROWN's), which make the bound tighter."""
+    ``bound_model``: the network in the bound dtype (its structure and weights; :func:`bound_copy`);
+    ``run_dtype``: the dtype the user's network runs in; ``box (B, *in)``; ``C (B, M, K)``; ``relu_bounds``
+    (optional): pre-activation boxes of its ReLUs (e.g. CROWN's), which make the bound tighter."""
     device = box.lower.device
-    run = forward_error(model, box, unit_roundoff(model_dtype(model), device), C, relu_bounds)
-    bound = forward_error(model, box, unit_roundoff(bound_dtype, device), C, relu_bounds)
+    run = forward_error(bound_model, box, arithmetic(run_dtype, device), C, relu_bounds)
+    bound = forward_error(bound_model, box, arithmetic(model_dtype(bound_model), device), C, relu_bounds)
     return run + BOUND_ROUNDING_FACTOR * bound
 
 
 def certified(model: nn.Module, box: Box, C: Tensor, method: str = "crown",
               bound_model: Optional[nn.Module] = None) -> Tensor:
-    """Batched verdict ``(B,)``: every margin's lower bound by ``method`` ("ibp" or "crown"), computed on the
-    float64 copy ``bound_model``, clears the tolerance of ``model`` (CROWN's pre-activation bounds tighten it)."""
+    """Batched verdict ``(B,)``: every margin's lower bound by ``method``, computed on the float64 copy
+    ``bound_model``, clears the tolerance of ``model``. "crown" takes the elementwise max of the IBP and CROWN
+    bounds, as the verification cascade's CROWN stage does (CROWN's pre-activation bounds tighten the tolerance)."""
     from torchcert.bounds import crown, crown_relu_bounds, ibp
 
     if method not in ("ibp", "crown"):
@@ -84,9 +86,10 @@ def certified(model: nn.Module, box: Box, C: Tensor, method: str = "crown",
     box_b, C_b = Box(box.lower.to(dtype), box.upper.to(dtype)), C.to(dtype)
     with torch.no_grad():
         if method == "ibp":
-            lower, tau = ibp(bound_model, box_b, C_b).lower, tolerance(model, box, C, dtype)
+            lower, tau = ibp(bound_model, box_b, C_b).lower, tolerance(bound_model, box, C, model_dtype(model))
         else:
             relu_bounds = crown_relu_bounds(bound_model, box_b)
-            lower = crown(bound_model, box_b, C_b, "given", relu_bounds=relu_bounds).lower
-            tau = tolerance(model, box, C, dtype, relu_bounds)
+            lower = torch.maximum(crown(bound_model, box_b, C_b, "given", relu_bounds=relu_bounds).lower,
+                                  ibp(bound_model, box_b, C_b).lower)
+            tau = tolerance(bound_model, box, C, model_dtype(model), relu_bounds)
         return (lower > tau.to(dtype)).all(dim=1)

@@ -6,6 +6,7 @@ receptive field of the neurons being bounded); ``offset = (oy, ox)``. For vector
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Optional, Tuple
 
 import torch
@@ -13,6 +14,20 @@ import torch.nn.functional as F
 from torch import Tensor
 
 Offset = Optional[Tuple[int, int]]
+
+
+@dataclass(frozen=True)
+class Arithmetic:
+    """Floating-point format the network runs in: unit roundoff ``unit`` (relative error of one rounded
+    operation), ``tiny`` (absolute error of one operation near zero: the smallest normal number, which covers
+    subnormals and flush-to-zero alike) and ``largest`` (the largest finite number; beyond it, overflow)."""
+
+    unit: float
+    tiny: float = 0.0
+    largest: float = float("inf")
+
+    def gamma(self, n: int) -> float:
+        return gamma(n, self.unit)
 
 
 def gamma(n: int, unit: float) -> float:

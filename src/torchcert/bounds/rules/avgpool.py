@@ -27,5 +27,5 @@ output_shape = conv.output_shape
 forward = conv.forward
 ibp = conv.ibp
 backward = conv.backward
-rounding = conv.rounding
+rounding = conv.rounding  # sum then divide: within the same bound as the weights 1 / (kh kw)
 error_backward = conv.error_backward

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from ..box import Box
-from ._window import Offset, channel_view, crop, gamma, magnitude
+from ._window import Arithmetic, Offset, channel_view, crop, magnitude
 
 
 @dataclass(frozen=True)
@@ -73,13 +73,15 @@ def backward(op: ScaleOp, A: Tensor, offset: Offset, in_shape: Tuple[int, ...]) 
     return A * channel_view(op.scale, nd), bias, offset
 
 
-def rounding(op: ScaleOp, pre: Box, error: Tensor, unit: float) -> Tuple[Tensor, Tensor]:
-    """Carried error ``|s| e`` and the rounding of ``x' * scale' + shift'``, with ``scale'``, ``shift'`` themselves
-    rounded from the parameters and statistics (a few operations each): ``gamma_8 (|s| (|x| + e) + |b| + |mean s|)``."""
+def rounding(op: ScaleOp, pre: Box, error: Tensor, arith: Arithmetic) -> Tuple[Tensor, Tensor, Tensor]:
+    """Carried error ``|s| e``, the rounding of ``x' * scale' + shift'`` with ``scale'``, ``shift'`` themselves
+    rounded from the parameters and statistics (a few operations each), ``gamma_8 S + 8 tiny``, and the largest
+    magnitude ``S = |s| (|x| + e) + |b| + |mean s|``."""
     nd = error.dim() - 1
     scale = channel_view(op.scale.abs(), nd)
     size = op.shift_size if op.shift_size is not None else op.shift.abs()
-    return scale * error, gamma(8, unit) * (scale * (magnitude(pre) + error) + channel_view(size, nd))
+    peak = scale * (magnitude(pre) + error) + channel_view(size, nd)
+    return scale * error, arith.gamma(8) * peak + 8 * arith.tiny, peak
 
 
 def error_backward(op: ScaleOp, center: Tensor, radius: Tensor, pre: Box, error: Tensor) -> Tuple[Tensor, Tensor]:

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..box import Box
-from ._window import Offset, channel_view, expand, gamma, magnitude
+from ._window import Arithmetic, Offset, channel_view, expand, magnitude
 
 
 @dataclass(frozen=True)
@@ -169,13 +169,14 @@ def _abs_op(op: ConvOp) -> ConvOp:
                 op.groups)
 
 
-def rounding(op: ConvOp, pre: Box, error: Tensor, unit: float) -> Tuple[Tensor, Tensor]:
+def rounding(op: ConvOp, pre: Box, error: Tensor, arith: Arithmetic) -> Tuple[Tensor, Tensor, Tensor]:
     """As ``linear.rounding`` with ``|W|`` applied as a convolution; fan-in ``Cin/groups kh kw``. The bound
     holds for summation in any order (direct, im2col/GEMM, blocked), not for Winograd or FFT."""
     spread = _abs_op(op)
     size = magnitude(pre) + error
     n = op.weight[0].numel() + 1
-    return forward(spread, error), gamma(n, unit) * (forward(spread, size) + channel_view(op.bias.abs(), 3))
+    peak = forward(spread, size) + channel_view(op.bias.abs(), 3)
+    return forward(spread, error), arith.gamma(n) * peak + n * arith.tiny, peak
 
 
 def error_backward(op: ConvOp, center: Tensor, radius: Tensor, pre: Box, error: Tensor) -> Tuple[Tensor, Tensor]:

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from ..box import Box
-from ._window import Offset
+from ._window import Arithmetic, Offset
 
 
 @dataclass(frozen=True)
@@ -45,9 +45,10 @@ def backward(op: FlattenOp, A: Tensor, offset: Offset, in_shape: Tuple[int, ...]
     return out, A.new_zeros(A.shape[:2]), ((0, 0) if len(in_shape) == 3 else None)
 
 
-def rounding(op: FlattenOp, pre: Box, error: Tensor, unit: float) -> Tuple[Tensor, Tensor]:
-    """A reshape is exact: the error is carried over, none is added."""
-    return forward(op, error), torch.zeros_like(forward(op, error))
+def rounding(op: FlattenOp, pre: Box, error: Tensor, arith: Arithmetic) -> Tuple[Tensor, Tensor, Tensor]:
+    """A reshape is exact: the error is carried over, none is added, no new value is formed."""
+    carried = forward(op, error)
+    return carried, torch.zeros_like(carried), torch.zeros_like(carried)
 
 
 def error_backward(op: FlattenOp, center: Tensor, radius: Tensor, pre: Box, error: Tensor) -> Tuple[Tensor, Tensor]:

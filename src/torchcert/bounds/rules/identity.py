@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from ..box import Box
-from ._window import Offset
+from ._window import Arithmetic, Offset
 
 
 @dataclass(frozen=True)
@@ -36,9 +36,9 @@ def backward(op: IdentityOp, A: Tensor, offset: Offset, in_shape: Tuple[int, ...
     return A, A.new_zeros(A.shape[:2]), offset
 
 
-def rounding(op: IdentityOp, pre: Box, error: Tensor, unit: float) -> Tuple[Tensor, Tensor]:
-    """Exact: the error is carried over, none is added."""
-    return error, torch.zeros_like(error)
+def rounding(op: IdentityOp, pre: Box, error: Tensor, arith: Arithmetic) -> Tuple[Tensor, Tensor, Tensor]:
+    """Exact: the error is carried over, none is added, no new value is formed."""
+    return error, torch.zeros_like(error), torch.zeros_like(error)
 
 
 def error_backward(op: IdentityOp, center: Tensor, radius: Tensor, pre: Box, error: Tensor) -> Tuple[Tensor, Tensor]:

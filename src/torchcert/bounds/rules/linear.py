@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from ..box import Box
-from ._window import Offset, gamma, magnitude
+from ._window import Arithmetic, Offset, magnitude
 
 
 @dataclass(frozen=True)
@@ -49,12 +49,14 @@ def backward(op: LinearOp, A: Tensor, offset: Offset, in_shape: Tuple[int, ...])
     return A @ op.weight, A @ op.bias, None
 
 
-def rounding(op: LinearOp, pre: Box, error: Tensor, unit: float) -> Tuple[Tensor, Tensor]:
-    """For a float input ``x'`` with ``|x' - x| <= error``, ``x`` in ``pre``: the carried error ``|W| e`` and the
-    rounding ``gamma_(n+1) (|W| (|x| + e) + |b|)`` of ``fl(W x' + b)`` (``n`` = fan-in; any summation order)."""
+def rounding(op: LinearOp, pre: Box, error: Tensor, arith: Arithmetic) -> Tuple[Tensor, Tensor, Tensor]:
+    """For a float input ``x'`` with ``|x' - x| <= error``, ``x`` in ``pre``: the carried error ``|W| e``, the
+    rounding ``gamma_(n+1) S + (n+1) tiny`` of ``fl(W x' + b)`` and the largest magnitude of any partial sum,
+    ``S = |W| (|x| + e) + |b|`` (``n`` = fan-in; any summation order)."""
     size = magnitude(pre) + error
     n = op.weight.shape[1] + 1
-    return error @ op.abs_weight.t(), gamma(n, unit) * (size @ op.abs_weight.t() + op.bias.abs())
+    peak = size @ op.abs_weight.t() + op.bias.abs()
+    return error @ op.abs_weight.t(), arith.gamma(n) * peak + n * arith.tiny, peak
 
 
 def error_backward(op: LinearOp, center: Tensor, radius: Tensor, pre: Box, error: Tensor) -> Tuple[Tensor, Tensor]:

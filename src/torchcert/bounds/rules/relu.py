@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from ..box import Box
-from ._window import Offset, crop
+from ._window import Arithmetic, Offset, crop
 
 
 @dataclass(frozen=True)
@@ -93,10 +93,10 @@ def _secant_slopes(pre: Box, error: Tensor) -> Tuple[Tensor, Tensor]:
     return active, torch.where(inactive, torch.zeros_like(error), torch.ones_like(error))
 
 
-def rounding(op: ReluOp, pre: Box, error: Tensor, unit: float) -> Tuple[Tensor, Tensor]:
+def rounding(op: ReluOp, pre: Box, error: Tensor, arith: Arithmetic) -> Tuple[Tensor, Tensor, Tensor]:
     """``max(x', 0)`` is exact and 1-Lipschitz: the error is carried over (zero where both the float and the real
-    input are surely negative), none is added."""
-    return error * _secant_slopes(pre, error)[1], torch.zeros_like(error)
+    input are surely negative), none is added, no new value is formed."""
+    return error * _secant_slopes(pre, error)[1], torch.zeros_like(error), torch.zeros_like(error)
 
 
 def error_backward(op: ReluOp, center: Tensor, radius: Tensor, pre: Box, error: Tensor) -> Tuple[Tensor, Tensor]:
