@@ -143,3 +143,12 @@ def test_a_model_of_ones_own_by_module_reference(digits_checkpoint, tmp_path, mo
     args[args.index("my_nets:small_mlp")] = "my_nets:missing"
     with pytest.raises(ValueError, match="has no function missing"):
         _run(args)
+
+
+def test_float32_bounds_are_an_option_recorded_in_the_settings(digits_checkpoint, tmp_path):
+    out = tmp_path / "f32.jsonl"
+    assert _run(_base(digits_checkpoint, out) + ["--end", "3", "--bound-dtype", "float32"]) == 0
+    summary = json.loads(out.with_name("f32_summary.json").read_text())
+    assert summary["settings"]["bound_dtype"] == "float32" and summary["samples"] == 3
+    with pytest.raises(ValueError, match="other settings.*bound_dtype"):
+        _run(_base(digits_checkpoint, out) + ["--end", "3"])

@@ -211,3 +211,21 @@ def test_lower_bound_holds_without_exact_leaves():
             result = branch_and_bound(model, box, MARGIN, BabSettings(timeout=5, exact_leaves=False,
                                                                       bound_mode=bound_mode, attacks=attacks))
             assert result.lower_bound <= reached, (bound_mode, attacks, result)
+
+
+def test_float32_bounds_still_refuse_the_rounding_case():
+    """With float32 bounds (the speed option) the allowance for their own rounding keeps the case unverified."""
+    from torchcert.verify.verdict import bound_copy
+
+    g = torch.Generator().manual_seed(1)
+    a = 1000 + 100 * torch.rand(1, generator=g).item()
+    c = a + 0.01 * torch.rand(1, generator=g).item()
+    model = nn.Sequential(nn.Linear(1, 2)).eval()
+    with torch.no_grad():
+        model[0].weight.copy_(torch.tensor([[a], [c]]))
+        w = model[0].weight.double()
+        model[0].bias.copy_(torch.tensor([-(float(w[0, 0]) - float(w[1, 0])) * 1.001 + 2e-5, 0.0]))
+    lo, hi = torch.tensor([[1.0]]), torch.tensor([[1.001]])
+    result = verify_sample(model, lo, hi, 0, timeout=5, pgd_steps=0, bound_model=bound_copy(model, torch.float32),
+                           bab=BabSettings(attacks=False))
+    assert result.status != "verified"

@@ -32,6 +32,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", metavar="FILE", help="results JSONL (default: beside the checkpoint)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the attacks' random starts (per sample)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--bound-dtype", choices=("float64", "float32"), default="float64",
+                        help="precision of the verdict bounds: float64 (default; sound against their own rounding) "
+                             "or float32 (about 5x faster CROWN on CPUs for CNN7; their own rounding is covered by an "
+                             "estimate, not a proof)")
     parser.set_defaults(run=run)
 
 
@@ -43,6 +47,6 @@ def run(args: argparse.Namespace) -> int:
                      start=args.start, end=args.end, resume=not args.no_resume, data_dir=args.data_dir,
                      device=args.device, dtype=args.dtype, out=args.out, pgd_steps=args.pgd_steps,
                      pgd_step_size=args.pgd_step_size, spec_batch=args.spec_batch, seed=args.seed,
-                     progress=not args.no_progress)
+                     progress=not args.no_progress, bound_dtype=args.bound_dtype)
     print(summary["table"])
     return 0

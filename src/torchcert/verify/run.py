@@ -16,7 +16,7 @@ import torch
 from .bab import BabSettings
 from .cascade import ALPHA_ITERATIONS, METHODS, parse_methods, verify_sample
 from .results import ResultStore, format_table, record_of, summarise
-from .setup import EvalSetup, build_setup
+from .setup import DTYPES, EvalSetup, build_setup
 from .verdict import VERDICT_POLICY, bound_copy
 
 LOG = logging.getLogger(__name__)
@@ -82,11 +82,14 @@ def verify(checkpoint: PathLike, preset: Optional[str] = None, *, dataset: Optio
            methods: Union[str, Sequence[str]] = METHODS, timeout: float = 60.0, start: int = 0, end: int = -1,
            resume: bool = True, data_dir: Optional[PathLike] = None, device: str = "cpu", dtype: str = "float32",
            out: Optional[PathLike] = None, pgd_steps: int = 40, pgd_step_size: float = 0.035,
-           spec_batch: Optional[int] = None, seed: int = 0, progress: bool = True) -> Dict[str, Any]:
+           spec_batch: Optional[int] = None, seed: int = 0, progress: bool = True,
+           bound_dtype: str = "float64") -> Dict[str, Any]:
     """Run the cascade on samples [start, end) of the test split; returns the summary (also written as JSON).
 
     Model, dataset and ε come from ``preset``, else ``config.yaml`` beside the checkpoint, overridden by the
-    explicit arguments. Records already in the results file are reused only if they were computed with the same
+    explicit arguments. Bounds are computed in ``bound_dtype`` (float64: sound against their own rounding; float32:
+    several times faster on CPUs, with an estimated allowance, see :mod:`.verdict`). Records already in the results
+    file are reused only if they were computed with the same
     settings (see :class:`ResultStore`); with ``resume`` False the samples of [start, end) are recomputed and the
     file's other records are kept.
     """
@@ -99,7 +102,10 @@ def verify(checkpoint: PathLike, preset: Optional[str] = None, *, dataset: Optio
     end = len(setup.split) if end < 0 else end
     if end > len(setup.split):
         raise ValueError(f"--end {end} is past the split's {len(setup.split)} samples")
+    if bound_dtype not in DTYPES:
+        raise ValueError(f"--bound-dtype must be one of {', '.join(DTYPES)}, got {bound_dtype!r}")
     settings = verify_settings(checkpoint, setup, chosen, timeout, pgd_steps, pgd_step_size, seed, dtype)
+    settings["bound_dtype"] = bound_dtype
     path = Path(out) if out else results_path(checkpoint, setup.eps, chosen, settings)
     check_writable(path)
     store = ResultStore(path, settings, resume)
@@ -109,7 +115,7 @@ def verify(checkpoint: PathLike, preset: Optional[str] = None, *, dataset: Optio
         LOG.info("%s: the timeout grew from %s s; re-trying its %d timed-out samples, keeping decided verdicts",
                  path, store.settings["timeout"], store.retried)
     summary = _verify_range(setup, chosen, timeout, start, end, store, pgd_steps, pgd_step_size, spec_batch,
-                            seed, progress)
+                            seed, progress, DTYPES[bound_dtype])
     summary["settings"] = settings
     summary_path = path.with_name(path.stem + "_summary.json")
     summary_path.write_text(json.dumps(summary, indent=2) + "\n")
@@ -136,11 +142,11 @@ def check_writable(path: Path) -> None:
 
 def _verify_range(setup: EvalSetup, methods: tuple, timeout: float, start: int, end: int, store: ResultStore,
                   pgd_steps: int, pgd_step_size: float, spec_batch: Optional[int], seed: int,
-                  progress: bool) -> Dict[str, Any]:
+                  progress: bool, bound_dtype: torch.dtype = torch.float64) -> Dict[str, Any]:
     from torchcert.progress import Progress
 
     generator = torch.Generator(setup.device)
-    bound_model = bound_copy(setup.model)  # float64 copy for the bounds, made once
+    bound_model = bound_copy(setup.model, bound_dtype)  # the copy for the bounds, made once
     bar = Progress(range(start, end), end - start, "verify", progress, every=10.0)
     for idx in bar:
         if idx in store:

@@ -6,8 +6,8 @@
   counterexample (and is never verified either). The margins are taken in float64 from the network's logits,
   so their sign is that of the comparison the network makes.
 * **Verified**: every margin's lower bound clears a tolerance ``tau_j`` that covers floating-point error.
-  Bounds are computed in ``bound_dtype`` (float64 by default) on a copy of the network and are bounds for real
-  arithmetic; the network as run rounds. ``tau = |C| e_run + 4 |C| e_bound`` where ``e_run`` bounds the
+  Bounds are computed in ``bound_dtype`` (float64 by default; float32 is an option for speed) on a copy of the
+  network and are bounds for real arithmetic; the network as run rounds. ``tau = |C| e_run + 4 |C| e_bound`` where ``e_run`` bounds the
   rounding error of the network's forward pass in its own dtype over the box (:mod:`torchcert.bounds.rounding`)
   and ``e_bound`` the same in the bound dtype, an allowance for the rounding of the bound computation itself
   (an estimate: the back-substitution rounds about as often as the forward pass). A bound that does not clear
