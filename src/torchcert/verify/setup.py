@@ -57,8 +57,9 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--download", action="store_true",
                         help="download a missing dataset (MNIST, CIFAR-10; checksum-verified) into --data-dir")
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="device (default cpu)")
-    parser.add_argument("--dtype", default="float32", choices=tuple(DTYPES), help="precision the network runs in (clean, PGD and counterexample checks; the "
-                             "verdict's rounding tolerance is sized for it). Verdict bounds: see --bound-dtype")
+    parser.add_argument("--dtype", default="float32", choices=tuple(DTYPES),
+                        help="precision the network runs in (clean, PGD and counterexample checks; the verdict's "
+                             "rounding tolerance is sized for it); verdict bounds are float64 (verify: --bound-dtype)")
 
 
 def parse_model_params(text: str) -> Dict[str, Any]:
