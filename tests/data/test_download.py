@@ -71,3 +71,16 @@ def test_unreachable_mirror_reports_download_error(tmp_path, serve):
     server = serve(tmp_path)
     with pytest.raises(DownloadError, match="404"):
         download_file([server.url + "absent.gz"], tmp_path / "x.gz", Checksum("sha256", "0" * 64))
+
+
+def test_offline_download_leaves_no_debris(tmp_path):
+    """No server answers (a closed loopback port stands in for no network): a one-line error, no .part files."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    dest = tmp_path / "data" / "x.gz"
+    with pytest.raises(DownloadError, match="could not download x.gz"):
+        download_file([f"http://127.0.0.1:{port}/x.gz"], dest, Checksum("sha256", "0" * 64), timeout=5)
+    assert not list(dest.parent.glob("*.part*")) and not dest.exists()
