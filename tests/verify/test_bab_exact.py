@@ -12,6 +12,8 @@ from torchcert.bounds import Box, margin_matrix
 from torchcert.verify.attack import margin_pgd, random_points
 from torchcert.verify.bab import BabSettings, branch_and_bound
 
+from random_nets import dense_mlp
+
 from .milp import exact_min_margin
 
 pytest.importorskip("scipy")
@@ -108,28 +110,6 @@ def test_bound_mode_reaches_the_exact_minimum():
         assert result.upper_bound >= exact - 1e-6
 
 
-def _as_mlp(model: nn.Sequential, in_shape: Tuple[int, ...]) -> nn.Sequential:
-    """The same function as an MLP: each affine stretch between ReLUs becomes one Linear (for the MILP)."""
-    layers, stretch, shape = [], [], in_shape
-    for layer in list(model) + [nn.ReLU()]:
-        if not isinstance(layer, nn.ReLU):
-            stretch.append(layer)
-            continue
-        n = int(torch.tensor(shape).prod())
-        basis = torch.cat([torch.zeros(1, n, dtype=torch.float64), torch.eye(n, dtype=torch.float64)])
-        with torch.no_grad():
-            out = nn.Sequential(*stretch)(basis.view(n + 1, *shape))
-        shape = tuple(out.shape[1:])
-        out = out.flatten(1)
-        linear = nn.Linear(n, out.shape[1]).double()
-        with torch.no_grad():
-            linear.weight.copy_((out[1:] - out[:1]).T)
-            linear.bias.copy_(out[0])
-        layers += [linear, nn.ReLU()]
-        stretch = []
-    return nn.Sequential(*layers[:-1])
-
-
 def test_bab_exact_on_small_conv_networks():
     """Convolutions go through the same bounds and the same exact leaves (oracle: the equivalent MLP's MILP)."""
     from torchcert.models import Flatten
@@ -144,7 +124,7 @@ def test_bab_exact_on_small_conv_networks():
         C = margin_matrix(label, 3).double()
         eps = _hard_eps(model, x, C, frac)
         box = Box(x - eps, x + eps)
-        exact = exact_min_margin(_as_mlp(model, (1, 4, 4)), box.lower.flatten(), box.upper.flatten(), C)
+        exact = exact_min_margin(dense_mlp(model, (1, 4, 4)), box.lower.flatten(), box.upper.flatten(), C)
         result = branch_and_bound(model, box, C, BabSettings(timeout=60, attacks=attacks))
         expected = "verified" if exact > 0 else "falsified"
         assert result.status == expected, (seed, exact, result)

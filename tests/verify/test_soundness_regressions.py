@@ -136,9 +136,9 @@ def test_a_tie_is_not_a_counterexample():
     assert result.status not in ("falsified", "verified") and result.counterexample is None
 
 
-def test_float32_rounding_is_not_verified():
-    """A float32 net whose real-arithmetic margin is +2e-5 against logits ~1e3: its float32 forward misclassifies
-    points of the box, so no verdict may be "verified"; a falsified verdict comes with a float32 counterexample."""
+def _rounding_trap() -> nn.Sequential:
+    """A float32 net whose real-arithmetic margin is +2e-5 on [1, 1.001] against logits ~1e3 (its float32 forward
+    misclassifies points of that box)."""
     g = torch.Generator().manual_seed(1)
     a = 1000 + 100 * torch.rand(1, generator=g).item()
     c = a + 0.01 * torch.rand(1, generator=g).item()
@@ -147,6 +147,12 @@ def test_float32_rounding_is_not_verified():
         model[0].weight.copy_(torch.tensor([[a], [c]]))
         w = model[0].weight.double()
         model[0].bias.copy_(torch.tensor([-(float(w[0, 0]) - float(w[1, 0])) * 1.001 + 2e-5, 0.0]))
+    return model
+
+
+def test_float32_rounding_is_not_verified():
+    """No verdict may be "verified"; a falsified verdict comes with a float32 counterexample."""
+    model = _rounding_trap()
     lo, hi = torch.tensor([[1.0]]), torch.tensor([[1.001]])
     for seed in range(4):
         result = verify_sample(model, lo, hi, 0, timeout=10, generator=torch.Generator().manual_seed(seed))
@@ -217,14 +223,7 @@ def test_float32_bounds_still_refuse_the_rounding_case():
     """With float32 bounds (the speed option) the allowance for their own rounding keeps the case unverified."""
     from torchcert.verify.verdict import bound_copy
 
-    g = torch.Generator().manual_seed(1)
-    a = 1000 + 100 * torch.rand(1, generator=g).item()
-    c = a + 0.01 * torch.rand(1, generator=g).item()
-    model = nn.Sequential(nn.Linear(1, 2)).eval()
-    with torch.no_grad():
-        model[0].weight.copy_(torch.tensor([[a], [c]]))
-        w = model[0].weight.double()
-        model[0].bias.copy_(torch.tensor([-(float(w[0, 0]) - float(w[1, 0])) * 1.001 + 2e-5, 0.0]))
+    model = _rounding_trap()
     lo, hi = torch.tensor([[1.0]]), torch.tensor([[1.001]])
     result = verify_sample(model, lo, hi, 0, timeout=5, pgd_steps=0, bound_model=bound_copy(model, torch.float32),
                            bab=BabSettings(attacks=False))
