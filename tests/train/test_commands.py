@@ -32,8 +32,12 @@ def test_train_command_writes_run_folder_and_resumes(tmp_path, capsys):
 def test_quickstart_prints_verified_accuracy_table(tmp_path, capsys):
     assert _run(quickstart, ["quickstart", *TINY, "--out", str(tmp_path / "qs")]) == 0
     text = capsys.readouterr().out
-    for row in ("clean", "PGD", "verified (IBP)", "verified (CROWN)"):
+    for row in ("clean", "PGD", "verified (IBP)", "verified (CROWN)", "test split"):
         assert row in text
+    assert _run(quickstart, ["quickstart", *TINY, "--out", str(tmp_path / "qs")]) == 0  # run twice: reused
+    again = capsys.readouterr().out
+    assert [ln for ln in again.splitlines() if "verified" in ln and "%" in ln] == \
+        [ln for ln in text.splitlines() if "verified" in ln and "%" in ln]
 
 
 def test_download_flag_reaches_the_dataset_loader(monkeypatch, tmp_path):
