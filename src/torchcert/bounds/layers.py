@@ -1,4 +1,4 @@
-"""Flatten a (nested) nn.Sequential into a list of bound layers, choosing a rule per module type.
+"""The network as a list of bound layers: its operations (``graph.operations``), a rule per module type.
 
 A :class:`Layer` pairs a rule module (``rules.linear``, ``rules.conv``, ...) with the op that rule built
 from the torch module (weights cast to the bound dtype, ``|W|`` cached), plus input/output feature
@@ -14,6 +14,7 @@ from typing import Any, List, Optional, Tuple
 import torch
 from torch import nn
 
+from .graph import operations
 from .rules import avgpool, batchnorm, conv, flatten, identity, linear, relu
 
 #: module type -> rule module
@@ -46,6 +47,11 @@ def _is_flatten(module: nn.Module) -> bool:
     return named and next(iter(module.parameters()), None) is None
 
 
+def has_rule(module: nn.Module) -> bool:
+    """Whether the table has a rule for ``module``'s type."""
+    return any(type(module) is kind for kind in RULES) or _is_flatten(module)
+
+
 def rule_for(module: nn.Module) -> ModuleType:
     """The rule for ``module``; ValueError naming it and the supported types otherwise."""
     for kind, rule in RULES.items():
@@ -56,16 +62,6 @@ def rule_for(module: nn.Module) -> ModuleType:
     supported = ", ".join(sorted({k.__name__ for k in RULES} | {"Flatten (any parameter-free)"}))
     raise ValueError(f"bounds do not support module {module!r} ({type(module).__name__}); "
                      f"supported: {supported}, nested in nn.Sequential")
-
-
-def leaf_modules(model: nn.Module, prefix: str = "") -> List[Tuple[str, nn.Module]]:
-    """``(name, module)`` of the leaves of nested ``nn.Sequential`` containers, in order."""
-    if isinstance(model, nn.Sequential):
-        out: List[Tuple[str, nn.Module]] = []
-        for name, child in model.named_children():
-            out.extend(leaf_modules(child, f"{prefix}{name}."))
-        return out
-    return [(prefix.rstrip("."), model)]
 
 
 def _fold(previous: Layer, bn: batchnorm.ScaleOp) -> Layer:
@@ -86,7 +82,7 @@ def build_layers(model: nn.Module, in_shape: Tuple[int, ...], dtype: torch.dtype
     kept as its own layer when ``fold_bn`` is False (the operations as the module runs them)."""
     layers: List[Layer] = []
     shape = tuple(in_shape)
-    for name, module in leaf_modules(model):
+    for name, module in operations(model, has_rule):
         rule = rule_for(module)
         if rule is identity:
             continue

@@ -1,0 +1,146 @@
+"""The network as the bound engine reads it: the ordered operations of a module, traced once by ``torch.fx``.
+
+``operations(model)`` lists ``(name, module)`` pairs, one per operation the bounds apply, for any module whose
+forward ``torch.fx`` can trace into supported operations: nested containers and modules of one's own whose
+``forward`` calls ``F.relu``, ``torch.flatten``, ``x.view(x.size(0), -1)`` and the like. Functions and methods are
+matched in :data:`FUNCTIONS` / :data:`METHODS` and stand for the module with the same rule (``F.relu`` is
+``nn.ReLU``), so every consumer keeps one rule table. Shape bookkeeping (``x.size(0)``, ``x.shape[0]``) is read,
+not bounded. The operations must form a chain (each reads the previous one's output); a graph that branches
+(residual connections) is refused with an error naming the node.
+
+A (nested) ``nn.Sequential`` is its own graph: its leaves are listed without tracing (the same result, measured
+cheaper in the training step, which bounds every batch).
+"""
+from __future__ import annotations
+
+import operator
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import fx, nn
+
+#: functions of a traced forward -> a factory of the module standing for them (None: refused with the reason)
+FUNCTIONS: Dict[Callable[..., Any], Callable[..., Optional[nn.Module]]] = {
+    F.relu: lambda *a, **k: nn.ReLU(),
+    torch.relu: lambda *a, **k: nn.ReLU(),
+    torch.flatten: lambda x, start_dim=0, end_dim=-1: nn.Flatten(start_dim, end_dim),
+    F.dropout: lambda *a, **k: nn.Identity(),
+}
+#: tensor methods of a traced forward -> the module standing for them
+METHODS: Dict[str, Callable[..., Optional[nn.Module]]] = {
+    "relu": lambda x: nn.ReLU(),
+    "flatten": lambda x, start_dim=0, end_dim=-1: nn.Flatten(start_dim, end_dim),
+    "view": lambda x, *shape: _batch_flatten(shape),
+    "reshape": lambda x, *shape: _batch_flatten(shape),
+    "contiguous": lambda x, *a, **k: nn.Identity(),
+}
+#: nodes that compute shapes, not activations
+_SHAPE_METHODS = ("size", "dim")
+
+
+def _is_batch_size(node: Any) -> bool:
+    """``x.size(0)``, ``x.size()[0]`` or ``x.shape[0]`` of some traced tensor."""
+    if not isinstance(node, fx.Node):
+        return False
+    if node.op == "call_method" and node.target == "size":
+        return (node.args[1] if len(node.args) > 1 else node.kwargs.get("dim")) == 0
+    if node.op == "call_function" and node.target is operator.getitem:
+        source, index = node.args
+        return index == 0 and isinstance(source, fx.Node) and _is_shape_node(source)
+    return False
+
+
+def _batch_flatten(shape: Tuple[Any, ...]) -> Optional[nn.Module]:
+    """``view``/``reshape`` to ``(batch, -1)`` is a Flatten; other shapes are not supported."""
+    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+        shape = tuple(shape[0])
+    if len(shape) == 2 and shape[1] == -1 and _is_batch_size(shape[0]):
+        return nn.Flatten()
+    return None
+
+
+class _Tracer(fx.Tracer):
+    """Keeps the modules the rule table knows as single nodes (their forward is not traced into)."""
+
+    def __init__(self, known: Callable[[nn.Module], bool]) -> None:
+        super().__init__()
+        self.known = known
+
+    def is_leaf_module(self, module: nn.Module, qualified_name: str) -> bool:
+        return self.known(module) or super().is_leaf_module(module, qualified_name)
+
+
+def sequential_leaves(model: nn.Module, prefix: str = "") -> List[Tuple[str, nn.Module]]:
+    """``(name, module)`` of the leaves of nested ``nn.Sequential`` containers, in order."""
+    if isinstance(model, nn.Sequential):
+        out: List[Tuple[str, nn.Module]] = []
+        for name, child in model.named_children():
+            out.extend(sequential_leaves(child, f"{prefix}{name}."))
+        return out
+    return [(prefix.rstrip("."), model)]
+
+
+def _is_sequential_tree(model: nn.Module, known: Callable[[nn.Module], bool]) -> bool:
+    """Nested ``nn.Sequential`` whose leaves all have rules."""
+    return isinstance(model, nn.Sequential) and all(
+        _is_sequential_tree(child, known) if isinstance(child, nn.Sequential) else known(child)
+        for child in model.children())
+
+
+def operations(model: nn.Module, known: Callable[[nn.Module], bool]) -> List[Tuple[str, nn.Module]]:
+    """The chain of operations of ``model`` as ``(name, module)`` pairs (module docstring). ``known(module)``
+    says whether the rule table has a rule for a module type (those are not traced into)."""
+    if _is_sequential_tree(model, known):
+        return sequential_leaves(model)
+    try:
+        graph = _Tracer(known).trace(model)
+    except Exception as err:  # fx raises many types; the message names what it could not trace
+        raise ValueError(f"bounds could not trace {type(model).__name__} with torch.fx: {err}") from None
+    return _chain(model, graph)
+
+
+def _chain(model: nn.Module, graph: fx.Graph) -> List[Tuple[str, nn.Module]]:
+    """Walk the traced graph from its input, one operation at a time."""
+    inputs = [n for n in graph.nodes if n.op == "placeholder"]
+    if len(inputs) != 1:
+        raise ValueError(f"bounds need a network of one input; {type(model).__name__}.forward takes {len(inputs)}")
+    current, out = inputs[0], []
+    for node in graph.nodes:
+        if node.op in ("placeholder", "get_attr") or _is_shape_node(node):
+            continue
+        if node.op == "output":
+            if node.args[0] is not current:
+                raise ValueError(f"bounds need the network's output to be its last operation; got {node.args[0]}")
+            return out
+        tensors = [a for a in node.all_input_nodes if not _is_shape_node(a)]
+        if tensors != [current]:
+            raise ValueError(f"bounds support chains of operations; node {node.name} ({node.format_node()}) reads "
+                             f"{[t.name for t in tensors]} where the chain has {current.name} (residual "
+                             "connections are not supported yet)")
+        out.append((node.name if node.op != "call_module" else str(node.target), _module_of(model, node)))
+        current = node
+    return out
+
+
+def _is_shape_node(node: fx.Node) -> bool:
+    if node.op == "call_method" and node.target in _SHAPE_METHODS:
+        return True
+    if node.op == "call_function" and node.target is getattr and node.args[1] in ("shape", "dtype", "device"):
+        return True
+    return node.op == "call_function" and node.target is operator.getitem and isinstance(node.args[0], fx.Node) \
+        and _is_shape_node(node.args[0])
+
+
+def _module_of(model: nn.Module, node: fx.Node) -> nn.Module:
+    """The module a node applies: itself for ``call_module``, the stand-in module for a function or method."""
+    if node.op == "call_module":
+        return model.get_submodule(str(node.target))
+    table, key = (FUNCTIONS, node.target) if node.op == "call_function" else (METHODS, node.target)
+    factory = table.get(key) if node.op in ("call_function", "call_method") else None
+    module = factory(*node.args, **node.kwargs) if factory is not None else None
+    if module is None:
+        supported = sorted({getattr(f, "__name__", str(f)) for f in FUNCTIONS} | {f".{m}()" for m in METHODS})
+        raise ValueError(f"bounds do not support the operation {node.format_node()}; supported functions and "
+                         f"methods: {', '.join(supported)} (view/reshape only to (batch, -1))")
+    return module
