@@ -120,3 +120,58 @@ def test_unsupported_graphs_name_the_node():
 
     with pytest.raises(ValueError, match=r"view/reshape only to \(batch, -1\)"):
         ibp(Reshape(), box)
+
+
+class Normalised(nn.Module):
+    """Input normalisation inside the network: ``(x - mean) / std`` with per-channel buffers, then ``2 * x + 1``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.tensor([0.2, -0.1]).view(1, 2, 1, 1))
+        self.register_buffer("std", torch.tensor([0.5, 2.0]).view(2, 1, 1))
+        self.conv = nn.Conv2d(2, 3, 3)
+        self.fc = nn.Linear(3 * 2 * 2, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = (x - self.mean) / self.std
+        x = F.relu(self.conv(2 * x + 1))
+        return self.fc(torch.flatten(x, 1)) - 0.5
+
+
+def test_constant_affine_operations_are_bounded_soundly():
+    torch.manual_seed(0)
+    model = Normalised().double().eval()
+    box = random_box(2, (2, 2, 4, 4), 0.4)
+    C = torch.randn(2, 3, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    points = sample_points(box, 64, 0)
+    with torch.no_grad():
+        values = torch.einsum("bsk,nbk->nbs", C, model(points.flatten(0, 1)).view(128, 2, -1))
+        point = crown(model, Box(box.lower, box.lower), C)
+        torch.testing.assert_close(point.lower, torch.einsum("bsk,bk->bs", C, model(box.lower)))
+        for fn in (ibp, crown):
+            assert bool((fn(model, box, C).lower <= values + 1e-9).all()), fn.__name__
+
+    class Residual2(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x * x
+
+    with pytest.raises(ValueError, match="do not support the operation.*mul.*by constants"):
+        ibp(Residual2(), Box(torch.zeros(1, 3), torch.ones(1, 3)))
+
+
+def test_rounding_bound_covers_constant_affine_operations():
+    from torchcert.bounds.rounding import arithmetic, forward_error
+
+    torch.manual_seed(0)
+    model64 = Normalised().double().eval()
+    with torch.no_grad():
+        model64.conv.weight.mul_(40)
+    model32 = Normalised().eval()
+    model32.load_state_dict(model64.state_dict())
+    box = random_box(3, (2, 2, 4, 4), 0.4)
+    box = Box(box.lower.float().double() * 30, box.upper.float().double() * 30)
+    e = forward_error(model32, box, arithmetic(torch.float32))
+    points = sample_points(box, 64, 0).flatten(0, 1).float()
+    with torch.no_grad():
+        gap = (model32(points).double() - model64(points.double())).abs().view(128, 2, -1)
+    assert float(gap.max()) > 0 and bool((gap <= e).all())

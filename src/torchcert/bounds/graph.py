@@ -4,7 +4,8 @@
 forward ``torch.fx`` can trace into supported operations: nested containers and modules of one's own whose
 ``forward`` calls ``F.relu``, ``torch.flatten``, ``x.view(x.size(0), -1)`` and the like. Functions and methods are
 matched in :data:`FUNCTIONS` / :data:`METHODS` and stand for the module with the same rule (``F.relu`` is
-``nn.ReLU``), so every consumer keeps one rule table. Shape bookkeeping (``x.size(0)``, ``x.shape[0]``) is read,
+``nn.ReLU``; ``x - mean``, ``x / std`` with constant scalars or per-channel buffers are a ``ChannelAffine``), so
+every consumer keeps one rule table. Shape bookkeeping (``x.size(0)``, ``x.shape[0]``) is read,
 not bounded. The operations must form a chain (each reads the previous one's output); a graph that branches
 (residual connections) is refused with an error naming the node.
 
@@ -20,21 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
-#: functions of a traced forward -> a factory of the module standing for them (None: refused with the reason)
-FUNCTIONS: Dict[Callable[..., Any], Callable[..., Optional[nn.Module]]] = {
-    F.relu: lambda *a, **k: nn.ReLU(),
-    torch.relu: lambda *a, **k: nn.ReLU(),
-    torch.flatten: lambda x, start_dim=0, end_dim=-1: nn.Flatten(start_dim, end_dim),
-    F.dropout: lambda *a, **k: nn.Identity(),
-}
-#: tensor methods of a traced forward -> the module standing for them
-METHODS: Dict[str, Callable[..., Optional[nn.Module]]] = {
-    "relu": lambda x: nn.ReLU(),
-    "flatten": lambda x, start_dim=0, end_dim=-1: nn.Flatten(start_dim, end_dim),
-    "view": lambda x, *shape: _batch_flatten(shape),
-    "reshape": lambda x, *shape: _batch_flatten(shape),
-    "contiguous": lambda x, *a, **k: nn.Identity(),
-}
+from .rules.affine import ChannelAffine
+
 #: nodes that compute shapes, not activations
 _SHAPE_METHODS = ("size", "dim")
 
@@ -59,6 +47,58 @@ def _batch_flatten(shape: Tuple[Any, ...]) -> Optional[nn.Module]:
         return nn.Flatten()
     return None
 
+
+def _is_constant(value: Any) -> bool:
+    """A number, or a traced attribute (a module's buffer or parameter, read by ``get_attr``)."""
+    return isinstance(value, (int, float)) or (isinstance(value, fx.Node) and value.op == "get_attr")
+
+
+def _constant_value(value: Any) -> torch.Tensor:
+    if isinstance(value, fx.Node):
+        return value.meta["value"].detach().to(torch.float64)
+    return torch.tensor(float(value), dtype=torch.float64)
+
+
+def _constant_affine(op: Callable[..., Any]) -> Callable[..., Optional[nn.Module]]:
+    """``x op c`` / ``c op x`` for ``+ - * /`` with a constant ``c`` (a number or a module's tensor attribute):
+    a :class:`ChannelAffine`. Both operands traced tensors: ``None`` (a residual connection, refused)."""
+    def build(a: Any, b: Any) -> Optional[nn.Module]:
+        tensor_first = isinstance(a, fx.Node) and not _is_constant(a)
+        x, c = (a, b) if tensor_first else (b, a)
+        if _is_constant(x) or not _is_constant(c):
+            return None
+        value = _constant_value(c)
+        one, zero = torch.ones((), dtype=torch.float64), torch.zeros((), dtype=torch.float64)
+        if op is operator.add:
+            return ChannelAffine(one, value)
+        if op is operator.sub:
+            return ChannelAffine(one, -value) if tensor_first else ChannelAffine(-one, value)
+        if op is operator.mul:
+            return ChannelAffine(value, zero)
+        if op is operator.truediv and tensor_first:
+            return ChannelAffine(1.0 / value, zero)
+        return None
+    return build
+
+
+#: functions of a traced forward -> a factory of the module standing for them (None: refused with the reason)
+FUNCTIONS: Dict[Callable[..., Any], Callable[..., Optional[nn.Module]]] = {
+    F.relu: lambda *a, **k: nn.ReLU(),
+    torch.relu: lambda *a, **k: nn.ReLU(),
+    torch.flatten: lambda x, start_dim=0, end_dim=-1: nn.Flatten(start_dim, end_dim),
+    F.dropout: lambda *a, **k: nn.Identity(),
+    **{op: _constant_affine(op) for op in (operator.add, operator.sub, operator.mul, operator.truediv)},
+    **{fn: _constant_affine(op) for fn, op in ((torch.add, operator.add), (torch.sub, operator.sub),
+                                                (torch.mul, operator.mul), (torch.div, operator.truediv))},
+}
+#: tensor methods of a traced forward -> the module standing for them
+METHODS: Dict[str, Callable[..., Optional[nn.Module]]] = {
+    "relu": lambda x: nn.ReLU(),
+    "flatten": lambda x, start_dim=0, end_dim=-1: nn.Flatten(start_dim, end_dim),
+    "view": lambda x, *shape: _batch_flatten(shape),
+    "reshape": lambda x, *shape: _batch_flatten(shape),
+    "contiguous": lambda x, *a, **k: nn.Identity(),
+}
 
 class _Tracer(fx.Tracer):
     """Keeps the modules the rule table knows as single nodes (their forward is not traced into)."""
@@ -107,13 +147,16 @@ def _chain(model: nn.Module, graph: fx.Graph) -> List[Tuple[str, nn.Module]]:
         raise ValueError(f"bounds need a network of one input; {type(model).__name__}.forward takes {len(inputs)}")
     current, out = inputs[0], []
     for node in graph.nodes:
-        if node.op in ("placeholder", "get_attr") or _is_shape_node(node):
+        if node.op == "get_attr":  # a constant of the module: its value, for the operations that read it
+            node.meta["value"] = _attribute(model, str(node.target))
+            continue
+        if node.op == "placeholder" or _is_shape_node(node):
             continue
         if node.op == "output":
             if node.args[0] is not current:
                 raise ValueError(f"bounds need the network's output to be its last operation; got {node.args[0]}")
             return out
-        tensors = [a for a in node.all_input_nodes if not _is_shape_node(a)]
+        tensors = [a for a in node.all_input_nodes if not _is_shape_node(a) and a.op != "get_attr"]
         if tensors != [current]:
             raise ValueError(f"bounds support chains of operations; node {node.name} ({node.format_node()}) reads "
                              f"{[t.name for t in tensors]} where the chain has {current.name} (residual "
@@ -121,6 +164,16 @@ def _chain(model: nn.Module, graph: fx.Graph) -> List[Tuple[str, nn.Module]]:
         out.append((node.name if node.op != "call_module" else str(node.target), _module_of(model, node)))
         current = node
     return out
+
+
+def _attribute(model: nn.Module, target: str) -> torch.Tensor:
+    """The tensor at dotted path ``target`` of ``model`` (a buffer or parameter)."""
+    value: Any = model
+    for part in target.split("."):
+        value = getattr(value, part)
+    if not isinstance(value, torch.Tensor):
+        raise ValueError(f"bounds need {target} to be a tensor constant, got {type(value).__name__}")
+    return value
 
 
 def _is_shape_node(node: fx.Node) -> bool:
@@ -142,5 +195,6 @@ def _module_of(model: nn.Module, node: fx.Node) -> nn.Module:
     if module is None:
         supported = sorted({getattr(f, "__name__", str(f)) for f in FUNCTIONS} | {f".{m}()" for m in METHODS})
         raise ValueError(f"bounds do not support the operation {node.format_node()}; supported functions and "
-                         f"methods: {', '.join(supported)} (view/reshape only to (batch, -1))")
+                         f"methods: {', '.join(supported)} (add/sub/mul/div by constants only; view/reshape only to "
+                         "(batch, -1))")
     return module

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from .graph import operations
-from .rules import avgpool, batchnorm, conv, flatten, identity, linear, relu
+from .rules import affine, avgpool, batchnorm, conv, flatten, identity, linear, relu
 
 #: module type -> rule module
 RULES = {
@@ -28,6 +28,7 @@ RULES = {
     nn.AvgPool2d: avgpool,
     nn.Identity: identity,
     nn.Dropout: identity,
+    affine.ChannelAffine: affine,
 }
 
 
