@@ -4,10 +4,10 @@
 forward ``torch.fx`` can trace into supported operations: nested containers and modules of one's own whose
 ``forward`` calls ``F.relu``, ``torch.flatten``, ``x.view(x.size(0), -1)`` and the like. Functions and methods are
 matched in :data:`FUNCTIONS` / :data:`METHODS` and stand for the module with the same rule (``F.relu`` is
-``nn.ReLU``; ``x - mean``, ``x / std`` with constant scalars or per-channel buffers are a ``ChannelAffine``), so
-every consumer keeps one rule table. Shape bookkeeping (``x.size(0)``, ``x.shape[0]``) is read,
-not bounded. The operations must form a chain (each reads the previous one's output); a graph that branches
-(residual connections) is refused with an error naming the node.
+``nn.ReLU``; ``x - mean``, ``x / std`` with constant scalars or per-channel buffers are a ``ChannelAffine``; the
+sum or difference of two activations is a ``Merge``: a residual connection), so every consumer keeps one rule
+table. Shape bookkeeping (``x.size(0)``, ``x.shape[0]``) is read, not bounded. Each operation records the
+indices of the operations it reads: a chain, or a DAG with residual connections.
 
 A (nested) ``nn.Sequential`` is its own graph: its leaves are listed without tracing (the same result, measured
 cheaper in the training step, which bounds every batch).
@@ -15,13 +15,14 @@ cheaper in the training step, which bounds every batch).
 from __future__ import annotations
 
 import operator
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
 from .rules.affine import ChannelAffine
+from .rules.merge import Merge
 
 #: nodes that compute shapes, not activations
 _SHAPE_METHODS = ("size", "dim")
@@ -128,24 +129,34 @@ def _is_sequential_tree(model: nn.Module, known: Callable[[nn.Module], bool]) ->
         for child in model.children())
 
 
-def operations(model: nn.Module, known: Callable[[nn.Module], bool]) -> List[Tuple[str, nn.Module]]:
-    """The chain of operations of ``model`` as ``(name, module)`` pairs (module docstring). ``known(module)``
-    says whether the rule table has a rule for a module type (those are not traced into)."""
+#: one operation: its name, the module standing for it and the indices of the operations it reads (-1: the input)
+Operation = Tuple[str, nn.Module, Tuple[int, ...]]
+
+
+def operations(model: nn.Module, known: Callable[[nn.Module], bool]) -> List[Operation]:
+    """The operations of ``model`` in topological order (module docstring). ``known(module)`` says whether the
+    rule table has a rule for a module type (those are not traced into)."""
     if _is_sequential_tree(model, known):
-        return sequential_leaves(model)
+        return [(name, module, (i - 1,)) for i, (name, module) in enumerate(sequential_leaves(model))]
     try:
         graph = _Tracer(known).trace(model)
     except Exception as err:  # fx raises many types; the message names what it could not trace
         raise ValueError(f"bounds could not trace {type(model).__name__} with torch.fx: {err}") from None
-    return _chain(model, graph)
+    return _walk(model, graph)
 
 
-def _chain(model: nn.Module, graph: fx.Graph) -> List[Tuple[str, nn.Module]]:
-    """Walk the traced graph from its input, one operation at a time."""
+def is_chain(inputs: Sequence[Tuple[int, ...]]) -> bool:
+    """Whether each operation reads exactly the previous one."""
+    return all(tuple(reads) == (i - 1,) for i, reads in enumerate(inputs))
+
+
+def _walk(model: nn.Module, graph: fx.Graph) -> List[Operation]:
+    """The traced graph's operations, each with the indices of the operations it reads."""
     inputs = [n for n in graph.nodes if n.op == "placeholder"]
     if len(inputs) != 1:
         raise ValueError(f"bounds need a network of one input; {type(model).__name__}.forward takes {len(inputs)}")
-    current, out = inputs[0], []
+    index: Dict[fx.Node, int] = {inputs[0]: -1}
+    out: List[Operation] = []
     for node in graph.nodes:
         if node.op == "get_attr":  # a constant of the module: its value, for the operations that read it
             node.meta["value"] = _attribute(model, str(node.target))
@@ -153,17 +164,26 @@ def _chain(model: nn.Module, graph: fx.Graph) -> List[Tuple[str, nn.Module]]:
         if node.op == "placeholder" or _is_shape_node(node):
             continue
         if node.op == "output":
-            if node.args[0] is not current:
-                raise ValueError(f"bounds need the network's output to be its last operation; got {node.args[0]}")
+            result = node.args[0]
+            if not isinstance(result, fx.Node) or result not in index or index[result] != len(out) - 1:
+                raise ValueError(f"bounds need one output tensor, the last operation; got {result}")
             return out
-        tensors = [a for a in node.all_input_nodes if not _is_shape_node(a) and a.op != "get_attr"]
-        if tensors != [current]:
-            raise ValueError(f"bounds support chains of operations; node {node.name} ({node.format_node()}) reads "
-                             f"{[t.name for t in tensors]} where the chain has {current.name} (residual "
-                             "connections are not supported yet)")
-        out.append((node.name if node.op != "call_module" else str(node.target), _module_of(model, node)))
-        current = node
+        tensors = [a for a in _tensor_args(node) if a.op != "get_attr"]
+        missing = [t.name for t in tensors if t not in index]
+        if missing:
+            raise ValueError(f"bounds cannot follow node {node.name} ({node.format_node()}): it reads {missing}")
+        name = node.name if node.op != "call_module" else str(node.target)
+        out.append((name, _module_of(model, node), tuple(index[t] for t in tensors)))
+        index[node] = len(out) - 1
     return out
+
+
+def _tensor_args(node: fx.Node) -> List[fx.Node]:
+    """The activation nodes a node reads, in argument order (repeats kept: ``x + x`` reads x twice)."""
+    flat: List[Any] = []
+    for arg in list(node.args) + list(node.kwargs.values()):
+        flat.extend(arg if isinstance(arg, (tuple, list)) else [arg])
+    return [a for a in flat if isinstance(a, fx.Node) and not _is_shape_node(a)]
 
 
 def _attribute(model: nn.Module, target: str) -> torch.Tensor:
@@ -185,10 +205,16 @@ def _is_shape_node(node: fx.Node) -> bool:
         and _is_shape_node(node.args[0])
 
 
+_MERGES = {operator.add: 1.0, torch.add: 1.0, operator.sub: -1.0, torch.sub: -1.0}
+
+
 def _module_of(model: nn.Module, node: fx.Node) -> nn.Module:
     """The module a node applies: itself for ``call_module``, the stand-in module for a function or method."""
     if node.op == "call_module":
         return model.get_submodule(str(node.target))
+    if node.op == "call_function" and node.target in _MERGES and len(node.args) == 2 and \
+            all(isinstance(a, fx.Node) and a.op != "get_attr" for a in node.args):
+        return Merge(_MERGES[node.target])  # a + b or a - b of two activations: a residual connection
     table, key = (FUNCTIONS, node.target) if node.op == "call_function" else (METHODS, node.target)
     factory = table.get(key) if node.op in ("call_function", "call_method") else None
     module = factory(*node.args, **node.kwargs) if factory is not None else None

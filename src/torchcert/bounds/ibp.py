@@ -12,7 +12,8 @@ import torch
 from torch import Tensor, nn
 
 from .box import Box
-from .layers import Layer, build_layers
+from . import dag
+from .layers import Layer, build_layers, chain, reads
 from .rules import linear, relu
 
 
@@ -37,6 +38,13 @@ def propagate(layers: List[Layer], box: Box, C: Optional[Tensor] = None,
     center, radius = box.center, box.radius
     merge = C is not None and layers and layers[-1].rule is linear
     body = layers[:-1] if merge else layers
+    if not chain(layers):  # residual connections: every output kept for its readers
+        boxes = dag.ibp_boxes(layers, box, stop=len(body))
+        if relu_inputs is not None:
+            relu_inputs.extend(dag.input_box(layers, boxes, box, i) for i in dag.relu_layers(body))
+        source = reads(layers)[len(body)][0] if merge else len(body) - 1
+        center, radius = (box.center, box.radius) if source < 0 else boxes[source]
+        body = []
     for layer in body:
         if relu_inputs is not None and layer.rule is relu:
             relu_inputs.append(Box.from_center_radius(center, radius))

@@ -7,15 +7,17 @@ shapes. BatchNorm directly after a Linear/Conv2d is folded into it:
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any, List, Optional, Tuple
+from typing import Any, List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
 
 from .graph import operations
-from .rules import affine, avgpool, batchnorm, conv, flatten, identity, linear, relu
+from .graph import is_chain
+from .rules import affine, avgpool, batchnorm, conv, flatten, identity, linear, merge, relu
 
 #: module type -> rule module
 RULES = {
@@ -29,6 +31,7 @@ RULES = {
     nn.Identity: identity,
     nn.Dropout: identity,
     affine.ChannelAffine: affine,
+    merge.Merge: merge,
 }
 
 
@@ -41,6 +44,7 @@ class Layer:
     in_shape: Tuple[int, ...]
     out_shape: Tuple[int, ...]
     name: str
+    inputs: Tuple[int, ...] = ()  # indices of the layers it reads (-1: the network input); () means the previous
 
 
 def _is_flatten(module: nn.Module) -> bool:
@@ -74,27 +78,64 @@ def _fold(previous: Layer, bn: batchnorm.ScaleOp) -> Layer:
         new = linear.make(weight, bias)
     else:
         new = conv.make(weight, bias, op.stride, op.padding, op.dilation, op.groups)
-    return Layer(previous.rule, new, previous.in_shape, previous.out_shape, previous.name)
+    return Layer(previous.rule, new, previous.in_shape, previous.out_shape, previous.name, previous.inputs)
+
+
+def reads(layers: Sequence[Layer]) -> List[Tuple[int, ...]]:
+    """The input indices of every layer (``()`` spelled out as the previous layer)."""
+    return [layer.inputs or (i - 1,) for i, layer in enumerate(layers)]
+
+
+def chain(layers: Sequence[Layer]) -> bool:
+    """Whether ``layers`` form a chain (no residual connection)."""
+    return is_chain(reads(layers))
+
+
+def require_chain(layers: Sequence[Layer], what: str) -> None:
+    """ValueError naming ``what`` when the network has residual connections."""
+    if not chain(layers):
+        names = [layer.name for layer in layers if layer.rule is merge]
+        raise ValueError(f"{what} does not support residual connections yet (the network adds activations at "
+                         f"{', '.join(names)}); IBP, CROWN and alpha-CROWN bound it")
 
 
 def build_layers(model: nn.Module, in_shape: Tuple[int, ...], dtype: torch.dtype,
                  bn_stats: Optional[dict] = None, fold_bn: bool = True) -> List[Layer]:
-    """Layer list of ``model`` for inputs of feature shape ``in_shape`` (no batch dimension); BatchNorm is
-    kept as its own layer when ``fold_bn`` is False (the operations as the module runs them)."""
+    """Layer list of ``model`` for inputs of feature shape ``in_shape`` (no batch dimension), in topological
+    order, each with the indices of the layers it reads. BatchNorm is folded into the Linear/Conv2d it reads when
+    that layer has no other reader, unless ``fold_bn`` is False (the operations as the module runs them);
+    identities are dropped."""
+    ops = operations(model, has_rule)
+    readers: dict = {}
+    for _, _, inputs in ops:
+        for i in inputs:
+            readers[i] = readers.get(i, 0) + 1
     layers: List[Layer] = []
-    shape = tuple(in_shape)
-    for name, module in operations(model, has_rule):
+    where: dict = {-1: -1}  # operation index -> layer index (identities and folds map to what they pass on)
+    for k, (name, module, inputs) in enumerate(ops):
         rule = rule_for(module)
+        sources = tuple(where[i] for i in inputs)
+        shape = tuple(in_shape) if sources[0] < 0 else layers[sources[0]].out_shape
         if rule is identity:
+            where[k] = sources[0]
             continue
         if rule is batchnorm:
             op = batchnorm.from_module(module, shape, dtype, bn_stats)
-            if fold_bn and layers and layers[-1].rule in (linear, conv):
-                layers[-1] = _fold(layers[-1], op)
+            source = sources[0]
+            if fold_bn and source >= 0 and layers[source].rule in (linear, conv) and readers.get(inputs[0]) == 1 \
+                    and source == len(layers) - 1:
+                layers[source] = _fold(layers[source], op)
+                where[k] = source
                 continue
         else:
             op = rule.from_module(module, shape, dtype)
+        if rule is merge:
+            other = layers[sources[1]].out_shape if sources[1] >= 0 else tuple(in_shape)
+            if other != shape:
+                raise ValueError(f"{name} adds activations of shapes {shape} and {other}")
         out_shape = rule.output_shape(op, shape)
-        layers.append(Layer(rule, op, shape, out_shape, name))
-        shape = out_shape
+        layers.append(Layer(rule, op, shape, out_shape, name, sources))
+        where[k] = len(layers) - 1
+    if is_chain([layer.inputs for layer in layers]):  # a chain reads "the previous layer": slices stay chains
+        layers = [dataclasses.replace(layer, inputs=()) for layer in layers]
     return layers

@@ -19,8 +19,8 @@ import torch
 from torch import Tensor, nn
 
 from .box import Box
-from .layers import Layer, build_layers
-from .rules import relu
+from .layers import Layer, build_layers, reads
+from .rules import merge, relu
 from .rules._window import Arithmetic, magnitude
 
 UNIT_ROUNDOFF = {torch.float64: 2.0 ** -53, torch.float32: 2.0 ** -24, torch.float16: 2.0 ** -11,
@@ -45,29 +45,61 @@ def arithmetic(dtype: torch.dtype, device: Optional[torch.device] = None) -> Ari
 
 
 def _forward_pass(layers: Sequence[Layer], box: Box, arith: Arithmetic, relu_bounds: Optional[Sequence[Box]]
-                  ) -> Tuple[List[Box], List[Tensor], List[Tensor], float]:
-    """Per layer: the box of its real input (IBP, intersected with ``relu_bounds`` at each ReLU), a bound on the
-    float input's error (carried forward as an interval: loose, used only in the magnitude ``|x| + e``) and the
-    rounding the layer adds; and the largest magnitude any operation can produce (for overflow)."""
-    center, radius = (box.upper + box.lower) / 2, (box.upper - box.lower) / 2
-    error = torch.zeros_like(center)
+                  ) -> Tuple[List[List[Box]], List[List[Tensor]], List[Tensor], float]:
+    """Per layer: the boxes of its real inputs (IBP, intersected with ``relu_bounds`` at each ReLU), bounds on
+    the float inputs' errors (carried forward as intervals: loose, used only in the magnitude ``|x| + e``) and the
+    rounding the layer adds; and the largest magnitude any operation can produce (for overflow). Layers may read
+    any earlier layer (residual connections)."""
+    inputs = reads(layers)
+    first = ((box.upper + box.lower) / 2, (box.upper - box.lower) / 2, torch.zeros_like(box.lower))
+    outs: List[Tuple[Tensor, Tensor, Tensor]] = []  # (center, radius, error) of every layer's output
     boxes, errors, added = [], [], []
     peak = float(magnitude(box).max()) if box.lower.numel() else 0.0
     j = 0
-    for layer in layers:
-        pre = Box(center - radius, center + radius)
+    for i, layer in enumerate(layers):
+        args = [first if k < 0 else outs[k] for k in inputs[i]]
+        pres = [Box(c - r, c + r) for c, r, _ in args]
+        errs = [e for _, _, e in args]
         if layer.rule is relu and relu_bounds is not None:
-            pre = pre.intersect(relu_bounds[j])
-            center, radius = pre.center, pre.radius
+            pres[0] = pres[0].intersect(relu_bounds[j])
             j += 1
-        carried, new, largest = layer.rule.rounding(layer.op, pre, error, arith)
-        boxes.append(pre)
-        errors.append(error)
+        if layer.rule is merge:
+            carried, new, largest = merge.rounding_many(layer.op, pres, errs, arith)
+            center, radius = merge.ibp_many(layer.op, [(p.center, p.radius) for p in pres])
+        else:
+            carried, new, largest = layer.rule.rounding(layer.op, pres[0], errs[0], arith)
+            center, radius = layer.rule.ibp(layer.op, pres[0].center, pres[0].radius)
+        boxes.append(pres)
+        errors.append(errs)
         added.append(new)
         peak = max(peak, float(largest.max()) if largest.numel() else 0.0)
-        error = carried + new
-        center, radius = layer.rule.ibp(layer.op, center, radius)
+        outs.append((center, radius, carried + new))
     return boxes, errors, added, peak
+
+
+def _backward_pass(layers: Sequence[Layer], boxes, errors, added, center: Tensor) -> Tensor:
+    """``sum_k |coefficients_k| . d_k``: interval coefficients carried back from the output, summed where a layer
+    has several readers."""
+    inputs = reads(layers)
+    pending = {len(layers) - 1: (center, torch.zeros_like(center))}
+    total = center.new_zeros(center.shape[:2])
+    for i in range(len(layers) - 1, -1, -1):
+        if i not in pending:
+            continue
+        layer, (c, r) = layers[i], pending.pop(i)
+        total = total + ((c.abs() + r) * added[i]).sum(tuple(range(2, c.dim())))
+        if layer.rule is merge:
+            parts = merge.error_backward_many(layer.op, c, r)
+        else:
+            parts = [layer.rule.error_backward(layer.op, c, r, boxes[i][0], errors[i][0])]
+        for k, (pc, pr) in zip(inputs[i], parts):
+            if k < 0:
+                continue
+            if k in pending:
+                pending[k] = (pending[k][0] + pc, pending[k][1] + pr)
+            else:
+                pending[k] = (pc, pr)
+    return total
 
 
 def forward_error(model: nn.Module, box: Box, arith: Union[Arithmetic, float], C: Optional[Tensor] = None,
@@ -98,13 +130,7 @@ def forward_error(model: nn.Module, box: Box, arith: Union[Arithmetic, float], C
             C = eye.expand(low.shape[0], outputs, outputs)
         center = C.detach().to(torch.float64).transpose(0, 1).reshape((C.shape[1], low.shape[0]) +
                                                                        tuple(added[-1].shape[1:]))
-        radius = torch.zeros_like(center)
-        total = center.new_zeros(center.shape[:2])
-        dims = tuple(range(2, center.dim()))
-        for layer, pre, error, new in reversed(list(zip(layers, boxes, errors, added))):
-            dims = tuple(range(2, center.dim()))
-            total = total + ((center.abs() + radius) * new).sum(dims)
-            center, radius = layer.rule.error_backward(layer.op, center, radius, pre, error)
+        total = _backward_pass(layers, boxes, errors, added, center)
     if not peak < arith.largest / 2:  # an operation may overflow: no finite bound (nan counts as overflow)
         return torch.full_like(total.t(), float("inf"))
     return total.t() * (1 + 1e-6)  # the bound's own float64 evaluation, generously

@@ -22,8 +22,8 @@ import torch
 from torch import nn
 
 from torchcert.bounds import Box
-from torchcert.bounds.layers import Layer, build_layers
-from torchcert.bounds.rules import relu
+from torchcert.bounds.layers import Layer, build_layers, reads
+from torchcert.bounds.rules import merge, relu
 
 from .domains import NeuronIndex, dense_signs, flat_bounds
 
@@ -43,16 +43,20 @@ def leaf_layers(model: nn.Module, box: Box) -> List[Layer]:
 
 
 def _masked_forward(layers: Sequence[Layer], x: torch.Tensor, masks: Sequence[torch.Tensor]) -> tuple:
-    """Forward pass through ``layers`` with ReLU i replaced by multiplication with ``masks[i]``; returns
-    (output, [flattened pre-activations])."""
+    """Forward pass through ``layers`` (residual connections included) with ReLU i replaced by multiplication
+    with ``masks[i]``; returns (output, [flattened pre-activations])."""
     pre: List[torch.Tensor] = []
-    for layer in layers:
+    outs: List[torch.Tensor] = []
+    for layer, sources in zip(layers, reads(layers)):
+        args = [x if k < 0 else outs[k] for k in sources]
         if layer.rule is relu:
-            pre.append(x.flatten(1))
-            x = x * masks[len(pre) - 1]
+            pre.append(args[0].flatten(1))
+            outs.append(args[0] * masks[len(pre) - 1])
+        elif layer.rule is merge:
+            outs.append(merge.forward_many(layer.op, args))
         else:
-            x = layer.rule.forward(layer.op, x)
-    return x, pre
+            outs.append(layer.rule.forward(layer.op, args[0]))
+    return (outs[-1] if outs else x), pre
 
 
 def _phase_masks(root: Sequence[Box], index: NeuronIndex, split_row: torch.Tensor) -> List[torch.Tensor]:
