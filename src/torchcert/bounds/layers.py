@@ -87,8 +87,8 @@ def reads(layers: Sequence[Layer]) -> List[Tuple[int, ...]]:
 
 
 def chain(layers: Sequence[Layer]) -> bool:
-    """Whether ``layers`` form a chain (no residual connection)."""
-    return is_chain(reads(layers))
+    """Whether ``layers`` form a chain (no residual connection); slices of a chain are chains."""
+    return all(not layer.inputs for layer in layers) or is_chain(reads(layers))
 
 
 def require_chain(layers: Sequence[Layer], what: str) -> None:
@@ -106,6 +106,7 @@ def build_layers(model: nn.Module, in_shape: Tuple[int, ...], dtype: torch.dtype
     that layer has no other reader, unless ``fold_bn`` is False (the operations as the module runs them);
     identities are dropped."""
     ops = operations(model, has_rule)
+    linear_chain = is_chain([inputs for _, _, inputs in ops])  # then every layer reads "the previous one": ()
     readers: dict = {}
     for _, _, inputs in ops:
         for i in inputs:
@@ -134,8 +135,8 @@ def build_layers(model: nn.Module, in_shape: Tuple[int, ...], dtype: torch.dtype
             if other != shape:
                 raise ValueError(f"{name} adds activations of shapes {shape} and {other}")
         out_shape = rule.output_shape(op, shape)
-        layers.append(Layer(rule, op, shape, out_shape, name, sources))
+        layers.append(Layer(rule, op, shape, out_shape, name, () if linear_chain else sources))
         where[k] = len(layers) - 1
-    if is_chain([layer.inputs for layer in layers]):  # a chain reads "the previous layer": slices stay chains
+    if not linear_chain and is_chain([layer.inputs for layer in layers]):  # e.g. x + 0 folded away
         layers = [dataclasses.replace(layer, inputs=()) for layer in layers]
     return layers
