@@ -37,7 +37,7 @@ def test_every_original_name_is_registered():
 def test_forward_shape_small_width(name, in_ch, in_dim, num_class):
     torch.manual_seed(0)
     model = build_model(name, in_ch, in_dim, num_class, **_small_options(name))
-    assert isinstance(model, nn.Sequential)
+    assert isinstance(model, nn.Module)
     x = torch.rand(3, in_ch, in_dim, in_dim)
     model.train()
     assert model(x).shape == (3, num_class)

@@ -2,7 +2,7 @@
 
 >>> model = build_model("cnn_7layer_bn2", in_ch=3, in_dim=32, width=8, linear_size=32)
 """
-from . import cnn7, small  # noqa: F401  (importing registers the models)
+from . import cnn7, resnet, small  # noqa: F401  (importing registers the models)
 from .checkpoint import (
     CheckpointError,
     CheckpointNotFoundError,
