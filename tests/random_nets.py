@@ -141,3 +141,15 @@ def relu_inputs(model: nn.Module, x: torch.Tensor) -> Tuple[torch.Tensor, List[t
         for hook in hooks:
             hook.remove()
     return out, seen
+
+
+def reached_values(model: nn.Module, box, C: torch.Tensor, shape, seed: int):
+    """``(n, B, values (n, B, S), [ReLU inputs])`` at sampled and corner points of ``box`` and one PGD point per
+    example minimising the sum of ``C f``: the values every lower bound must stay under."""
+    from nets import pgd_points, sample_points
+
+    f = lambda x: torch.einsum("bsk,bk->bs", C, model(x)).sum(1)  # noqa: E731
+    points = torch.cat([sample_points(box, 48, seed), pgd_points(f, box, seed=seed).unsqueeze(0)])
+    n, b = points.shape[:2]
+    out, pre = relu_inputs(model, points.reshape((n * b,) + tuple(shape)))
+    return n, b, torch.einsum("bsk,nbk->nbs", C, out.view(n, b, -1)), pre

@@ -11,8 +11,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from nets import pgd_points, random_box, sample_points
-from random_nets import FAMILIES, dense_mlp, matrix_net, relu_inputs
+from nets import random_box
+from random_nets import FAMILIES, dense_mlp, matrix_net, reached_values
 from torchcert.bounds import Box, alpha_crown, crown, crown_relu_bounds, ibp
 
 TOL = 1e-8
@@ -67,11 +67,7 @@ def check_against_dense(seed: int, family: str = "") -> None:
 
 def check_sound(seed: int, family: str = "") -> None:
     model, shape, box, C = _case(seed, family)
-    f = lambda x: torch.einsum("bsk,bk->bs", C, model(x)).sum(1)  # noqa: E731
-    points = torch.cat([sample_points(box, 48, seed), pgd_points(f, box, seed=seed).unsqueeze(0)])
-    n, b = points.shape[:2]
-    out, pre = relu_inputs(model, points.reshape((n * b,) + shape))
-    values = torch.einsum("bsk,nbk->nbs", C, out.view(n, b, -1))
+    n, b, values, pre = reached_values(model, box, C, shape, seed)
     with torch.no_grad():
         lowers = {"ibp": ibp(model, box, C).lower}
         for intermediate, neurons in OPTIONS:

@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from nets import pgd_points, random_box, sample_points
-from random_nets import matrix_net, relu_inputs
+from nets import random_box, sample_points
+from random_nets import matrix_net, reached_values
 from torchcert.bounds import Box, alpha_crown, crown, crown_relu_bounds, ibp
 from torchcert.bounds import dag
 from torchcert.bounds.crown import final_bound, layer_bounds
@@ -83,11 +83,7 @@ def _case(seed: int, kind: str):
 def test_every_bound_holds_on_residual_networks(seed, kind):
     model, shape, box, C = _case(seed, kind)
     assert not chain(build_layers(model, shape, torch.float64))
-    f = lambda x: torch.einsum("bsk,bk->bs", C, model(x)).sum(1)  # noqa: E731
-    points = torch.cat([sample_points(box, 48, seed), pgd_points(f, box, seed=seed).unsqueeze(0)])
-    n, b = points.shape[:2]
-    out, pre = relu_inputs(model, points.reshape((n * b,) + shape))
-    values = torch.einsum("bsk,nbk->nbs", C, out.view(n, b, -1))
+    n, b, values, pre = reached_values(model, box, C, shape, seed)
     with torch.no_grad():
         lowers = {"ibp": ibp(model, box, C).lower}
         for intermediate in ("crown", "ibp"):

@@ -28,7 +28,7 @@ from .branching import choose_neurons
 from .domain_bounds import OptimSettings, bound_minimisers, initial_alphas, optimise_domains
 from .domains import DomainQueue, NeuronIndex, split_relu_bounds
 from .lp import leaf_layers, solve_leaf
-from .verdict import bound_copy, model_dtype, spec_values, tolerance
+from .verdict import bound_copy, model_dtype, tolerance
 
 STATUSES = ("verified", "falsified", "timeout", "unknown")
 #: candidate points of a batch re-checked one by one (the lowest margins first)
