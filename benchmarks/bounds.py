@@ -52,6 +52,13 @@ def small_cnn() -> nn.Sequential:
                          nn.Flatten(), nn.Linear(1568, 100), nn.ReLU(), nn.Linear(100, 10)).eval()
 
 
+def _resnet_small() -> nn.Module:
+    """The registry's resnet_small for CIFAR shapes (residual graph: the DAG walk, dense rows)."""
+    from torchcert.models import build_model
+
+    return build_model("resnet_small", 3, 32, 10).eval()
+
+
 def timed(fn: Callable[[], object], repeats: int) -> Tuple[float, float, object]:
     """Median wall and CPU seconds of ``fn()`` over ``repeats`` calls (after a warm-up if repeated)."""
     walls, cpus, out = [], [], None
@@ -151,7 +158,7 @@ def run_case(name: str, model: nn.Module, shape, eps: float, batch: int, args) -
         row["ibp"] = median_time(lambda: ibp(model, box, C), args.repeats)
         row["crown_ibp"] = median_time(lambda: crown(model, box, C, intermediate="ibp"), args.repeats)
         if heavy:
-            reps = 1 if name.startswith("cnn7") else args.repeats
+            reps = 1 if name.startswith(("cnn7", "resnet")) else args.repeats
             row["crown"], row["crown_cpu"], out = timed(lambda: crown(model, box, C), reps)
             row["crown_rss_mb"] = peak_rss_mb()
             if args.lirpa_python and name.startswith("cnn7"):
@@ -183,7 +190,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="batches 1 and 32; no CNN7 CROWN/alpha-CROWN")
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 32, 128])
     parser.add_argument("--crown-batches", type=int, nargs="+", default=[1])
-    parser.add_argument("--models", nargs="+", default=["small", "cnn7-mnist", "cnn7-cifar"])
+    parser.add_argument("--models", nargs="+", default=["small", "cnn7-mnist", "cnn7-cifar", "resnet-cifar"])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--alpha-iters", type=int, default=20, help="alpha-CROWN iterations (-1: skip it)")
     parser.add_argument("--threads", type=int, default=None)
@@ -197,7 +204,8 @@ def main() -> None:
         args.batches = [b for b in args.batches if b <= 32]
     torch.manual_seed(0)
     specs = {"small": (small_cnn(), (1, 28, 28), 0.1), "cnn7-mnist": (cnn_7layer_bn2(1, 28), (1, 28, 28), 0.1),
-             "cnn7-cifar": (cnn_7layer_bn2(3, 32), (3, 32, 32), args.cifar_eps)}
+             "cnn7-cifar": (cnn_7layer_bn2(3, 32), (3, 32, 32), args.cifar_eps),
+             "resnet-cifar": (_resnet_small(), (3, 32, 32), args.cifar_eps)}
     print(f"threads {torch.get_num_threads()}, load average {os.getloadavg()}")
     cols = ["forward", "ibp", "crown_ibp", "crown", "alpha"]
     print(f"{'model':<11} {'batch':>5} " + " ".join(f"{c + ' s':>11}" for c in cols) + f" {'ibp/fwd':>8}")

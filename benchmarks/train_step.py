@@ -30,6 +30,7 @@ MODELS: Tuple[Tuple[str, str, int, int, float], ...] = (
     ("CNN7 MNIST", "cnn", 1, 28, 0.1),
     ("CNN7 CIFAR", "cnn", 3, 32, 8 / 255),
     ("small CNN MNIST", "cnn_small", 1, 28, 0.1),
+    ("ResNet-small CIFAR", "resnet_small", 3, 32, 8 / 255),
 )
 
 
