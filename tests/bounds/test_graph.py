@@ -173,3 +173,19 @@ def test_rounding_bound_covers_constant_affine_operations():
     with torch.no_grad():
         gap = (model32(points).double() - model64(points.double())).abs().view(128, 2, -1)
     assert float(gap.max()) > 0 and bool((gap <= e).all())
+
+
+def test_constants_that_do_not_broadcast_per_channel_are_refused():
+    """``x + c`` with a 1-D ``c`` on a map broadcasts over the width, not the channels: refused, never misread."""
+
+    class WidthBias(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.register_buffer("c", torch.arange(3.0))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.flatten(x + self.c, 1)
+
+    box = Box(torch.zeros(1, 3, 3, 3), torch.ones(1, 3, 3, 3))
+    with pytest.raises(ValueError, match="supported only as a scalar or one value per channel"):
+        ibp(WidthBias(), box)

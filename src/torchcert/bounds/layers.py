@@ -102,15 +102,11 @@ def require_chain(layers: Sequence[Layer], what: str) -> None:
 def build_layers(model: nn.Module, in_shape: Tuple[int, ...], dtype: torch.dtype,
                  bn_stats: Optional[dict] = None, fold_bn: bool = True) -> List[Layer]:
     """Layer list of ``model`` for inputs of feature shape ``in_shape`` (no batch dimension), in topological
-    order, each with the indices of the layers it reads. BatchNorm is folded into the Linear/Conv2d it reads when
-    that layer has no other reader, unless ``fold_bn`` is False (the operations as the module runs them);
-    identities are dropped."""
+    order, each with the indices of the layers it reads. In a chain, BatchNorm is folded into the Linear/Conv2d
+    before it, unless ``fold_bn`` is False (the operations as the module runs them); in a graph with residual
+    connections it stays a layer (the conv's output may have other readers). Identities are dropped."""
     ops = operations(model, has_rule)
     linear_chain = is_chain([inputs for _, _, inputs in ops])  # then every layer reads "the previous one": ()
-    readers: dict = {}
-    for _, _, inputs in ops:
-        for i in inputs:
-            readers[i] = readers.get(i, 0) + 1
     layers: List[Layer] = []
     where: dict = {-1: -1}  # operation index -> layer index (identities and folds map to what they pass on)
     for k, (name, module, inputs) in enumerate(ops):
@@ -123,8 +119,7 @@ def build_layers(model: nn.Module, in_shape: Tuple[int, ...], dtype: torch.dtype
         if rule is batchnorm:
             op = batchnorm.from_module(module, shape, dtype, bn_stats)
             source = sources[0]
-            if fold_bn and source >= 0 and layers[source].rule in (linear, conv) and readers.get(inputs[0]) == 1 \
-                    and source == len(layers) - 1:
+            if fold_bn and linear_chain and source >= 0 and layers[source].rule in (linear, conv):
                 layers[source] = _fold(layers[source], op)
                 where[k] = source
                 continue

@@ -20,25 +20,27 @@ class ChannelAffine(nn.Module):
         self.register_buffer("shift", torch.as_tensor(shift, dtype=torch.float64))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * _channels(self.scale, x.shape[1], x.dim()) + _channels(self.shift, x.shape[1], x.dim())
+        return x * self.scale.to(x.dtype) + self.shift.to(x.dtype)  # as the traced forward broadcast them
 
 
-def _channels(t: torch.Tensor, channels: int, ndim: int) -> torch.Tensor:
-    return t.reshape(-1).expand(channels).view((1, channels) + (1,) * (ndim - 2))
-
-
-def per_channel(t: torch.Tensor, channels: int) -> torch.Tensor:
-    """A scalar, ``(C,)``, ``(C, 1, 1)`` or ``(1, C, 1, 1)`` constant as ``(C,)``; ValueError for other shapes."""
-    flat = t.reshape(-1)
-    if flat.numel() not in (1, channels) or (t.dim() > 1 and t.shape[-1] != 1 and flat.numel() != 1):
-        raise ValueError(f"an elementwise constant of shape {tuple(t.shape)} is not a scalar or per-channel "
-                         f"constant of the {channels} channels")
-    return flat.expand(channels).clone()
+def per_channel(t: torch.Tensor, in_shape: Tuple[int, ...]) -> torch.Tensor:
+    """The constant of an elementwise op on features ``in_shape`` as one value per channel ``(C,)``, read as
+    PyTorch broadcasts it: a scalar; on a vector ``(F,)`` a ``(F,)`` or ``(1, F)`` constant; on a map ``(C, H, W)``
+    a ``(C, 1, 1)`` or ``(1, C, 1, 1)`` one (a 1-D constant would broadcast over the width: refused)."""
+    channels = in_shape[0]
+    if t.numel() == 1:
+        return t.reshape(1).expand(channels).clone()
+    dims = tuple(t.shape)
+    per_feature = len(in_shape) == 1 and dims in ((channels,), (1, channels))
+    per_map_channel = len(in_shape) == 3 and dims in ((channels, 1, 1), (1, channels, 1, 1))
+    if not (per_feature or per_map_channel):
+        raise ValueError(f"an elementwise constant of shape {dims} on features of shape {tuple(in_shape)} is "
+                         "supported only as a scalar or one value per channel ((C, 1, 1) or (1, C, 1, 1) on maps)")
+    return t.reshape(-1).clone()
 
 
 def from_module(module: ChannelAffine, in_shape: Tuple[int, ...], dtype: torch.dtype) -> batchnorm.ScaleOp:
-    channels = in_shape[0]
-    return batchnorm.ScaleOp(per_channel(module.scale, channels).to(dtype), per_channel(module.shift, channels).to(dtype))
+    return batchnorm.ScaleOp(per_channel(module.scale, in_shape).to(dtype), per_channel(module.shift, in_shape).to(dtype))
 
 
 output_shape = batchnorm.output_shape
