@@ -189,3 +189,29 @@ def test_constants_that_do_not_broadcast_per_channel_are_refused():
     box = Box(torch.zeros(1, 3, 3, 3), torch.ones(1, 3, 3, 3))
     with pytest.raises(ValueError, match="supported only as a scalar or one value per channel"):
         ibp(WidthBias(), box)
+
+
+class ScaledConvs(nn.Module):
+    """Constant scalings between convolutions: the patch path of CROWN passes them like BatchNorm."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.c1, self.c2, self.c3 = nn.Conv2d(1, 2, 3, padding=1), nn.Conv2d(2, 2, 3, padding=1), nn.Conv2d(2, 2, 3)
+        self.fc = nn.Linear(2 * 3 * 3, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.relu(self.c1(x) * 2 - 0.1)
+        x = F.relu(self.c2(x / 3) + 0.2)
+        return self.fc(torch.flatten(F.relu(0.5 * self.c3(x)), 1))
+
+
+def test_constant_affine_between_convolutions_takes_the_patch_path():
+    torch.manual_seed(0)
+    model = ScaledConvs().double().eval()
+    box = random_box(4, (2, 1, 5, 5), 0.3)
+    C = torch.randn(2, 2, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    points = sample_points(box, 64, 1)
+    with torch.no_grad():
+        values = torch.einsum("bsk,nbk->nbs", C, model(points.flatten(0, 1)).view(128, 2, -1))
+        for neurons in ("unstable", "all"):
+            assert bool((crown(model, box, C, neurons=neurons).lower <= values + 1e-9).all())

@@ -19,7 +19,7 @@ from torch import Tensor
 
 from .box import Box
 from .layers import Layer
-from .rules import avgpool, batchnorm, conv, identity, relu
+from .rules import affine, avgpool, batchnorm, conv, identity, relu
 from .rules._window import channel_view
 
 Rows = Tuple[Tensor, Tensor, Tensor, Tensor]  # A (P, R, C, ph, pw), example, oy, ox (P,)
@@ -200,7 +200,7 @@ def _step(layer: Layer, relax, rows: Rows) -> Tuple[Rows, Tensor]:
         return _relu_back(relax, rows)
     if layer.rule in (conv, avgpool):
         return _conv_back(layer.op, rows, layer.in_shape)
-    if layer.rule is batchnorm:
+    if layer.rule in (batchnorm, affine):  # both a per-channel ScaleOp
         A, bidx, oy, ox = rows
         bias = (A * channel_view(layer.op.shift, 3)).sum((2, 3, 4))
         return (A * channel_view(layer.op.scale, 3), bidx, oy, ox), bias
