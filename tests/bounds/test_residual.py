@@ -189,3 +189,45 @@ def test_branch_and_bound_on_residual_networks(seed):
         with torch.no_grad():
             logits = model(sample.counterexample)
         assert float(logits[0, 1]) > float(logits[0, 0])
+
+
+def test_graphs_that_are_not_the_modules_function_are_refused():
+    """In-place operations on an activation read again, alpha in torch.add, tracing that loses an alias: refused;
+    a branch nothing reads is dropped; a ReLU on the network input gets its exact box."""
+    import torch.nn.functional as F
+
+    box = Box(-torch.ones(1, 3, dtype=torch.float64), torch.ones(1, 3, dtype=torch.float64))
+
+    class Net(nn.Module):
+        def __init__(self, kind: str) -> None:
+            super().__init__()
+            torch.manual_seed(0)
+            self.a, self.b, self.kind = nn.Linear(3, 3), nn.Linear(3, 2), kind
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            h = self.a(x)
+            if self.kind == "inplace":
+                return self.b(F.relu(h, inplace=True) + h)
+            if self.kind == "alpha":
+                return self.b(torch.add(h, x, alpha=2))
+            if self.kind == "alias":
+                g = h
+                g += 1
+                return self.b(g + h)
+            if self.kind == "dead":
+                F.relu(self.a(h))
+                return self.b(h + x)
+            return self.b(F.relu(h) + F.relu(x))  # "input relu"
+
+    for kind, message in (("inplace", "in-place"), ("alpha", "alpha"), ("alias", "does not compute")):
+        with pytest.raises(ValueError, match=message):
+            ibp(Net(kind).double().eval(), box)
+    C = torch.ones(1, 1, 2, dtype=torch.float64)
+    for kind in ("dead", "input relu"):
+        model = Net(kind).double().eval()
+        point = Box(box.center + 0.3, box.center + 0.3)
+        torch.testing.assert_close(crown(model, point, C).lower, model(point.lower).sum(1, keepdim=True))
+        assert bool((crown(model, box, C).lower <= (model(sample_points(box, 64, 0).flatten(0, 1)) @ C[0].T).min()
+                     + 1e-9).all())
+    with pytest.raises(ValueError, match="preact_terms needs one entry per ReLU"):
+        crown(Net("dead").double().eval(), box, C, preact_terms=[None, None])

@@ -91,6 +91,9 @@ def final_bound(layers: Sequence[Layer], box: Box, C: Tensor, bounds: Sequence[B
                 lower_slopes: Optional[Sequence[Optional[Tensor]]] = None,
                 preact_terms: Optional[Sequence[Optional[Tensor]]] = None) -> Tensor:
     """Lower bound ``(B, S)`` of ``C f(x) + sum_i <preact_terms_i, z_i(x)>`` over ``box``."""
+    for what, given in (("lower_slopes", lower_slopes), ("preact_terms", preact_terms)):
+        if given is not None and len(given) != len(bounds):
+            raise ValueError(f"{what} needs one entry per ReLU ({len(bounds)}), got {len(given)}")
     slopes = lower_slopes if lower_slopes is not None else [None] * len(bounds)
     relaxations = [relu.relaxation(b, s) for b, s in zip(bounds, slopes)]
     if not layers:

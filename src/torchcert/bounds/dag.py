@@ -60,6 +60,8 @@ def backsubstitute(layers: Sequence[Layer], start: int, A: Tensor, relaxations: 
     pending: Dict[int, Tensor] = {start: A}
     bias = A.new_zeros(A.shape[:2])
     for i in range(start, -1, -1):
+        if i not in pending and preact_terms is not None and i in preact_terms:  # a ReLU nothing reads
+            pending[i] = A.new_zeros(A.shape[:2] + tuple(layers[i].out_shape))
         if i not in pending:
             continue
         layer, coeffs = layers[i], pending.pop(i)
@@ -104,7 +106,7 @@ def layer_bounds(layers: Sequence[Layer], box: Box, intermediate: str, relu_boun
     for j, k in enumerate(positions):
         boxes = ibp_boxes(layers, box, found, stop=k)
         pre = input_box(layers, boxes, box, k)
-        if intermediate == "crown" and j > 0:
+        if intermediate == "crown" and j > 0 and reads(layers)[k][0] >= 0:  # a ReLU on the input: exact box
             with torch.no_grad():
                 pre = _crown_neurons(layers, reads(layers)[k][0], box, relaxations, pre, select(pre))
         if relu_bounds is not None:

@@ -122,10 +122,10 @@ def sequential_leaves(model: nn.Module, prefix: str = "") -> List[Tuple[str, nn.
     return [(prefix.rstrip("."), model)]
 
 
-def _is_sequential_tree(model: nn.Module, known: Callable[[nn.Module], bool]) -> bool:
+def is_sequential_tree(model: nn.Module, known: Callable[[nn.Module], bool]) -> bool:
     """Nested ``nn.Sequential`` whose leaves all have rules."""
     return isinstance(model, nn.Sequential) and all(
-        _is_sequential_tree(child, known) if isinstance(child, nn.Sequential) else known(child)
+        is_sequential_tree(child, known) if isinstance(child, nn.Sequential) else known(child)
         for child in model.children())
 
 
@@ -136,12 +136,14 @@ Operation = Tuple[str, nn.Module, Tuple[int, ...]]
 def operations(model: nn.Module, known: Callable[[nn.Module], bool]) -> List[Operation]:
     """The operations of ``model`` in topological order (module docstring). ``known(module)`` says whether the
     rule table has a rule for a module type (those are not traced into)."""
-    if _is_sequential_tree(model, known):
+    if is_sequential_tree(model, known):
         return [(name, module, (i - 1,)) for i, (name, module) in enumerate(sequential_leaves(model))]
     try:
         graph = _Tracer(known).trace(model)
     except Exception as err:  # fx raises many types; the message names what it could not trace
         raise ValueError(f"bounds could not trace {type(model).__name__} with torch.fx: {err}") from None
+    graph = fx.GraphModule(model, graph).graph  # owned by a module, as fx's purity checks need
+    graph.eliminate_dead_code()  # operations whose result nothing reads are not part of the function
     return _walk(model, graph)
 
 
@@ -186,6 +188,14 @@ def _tensor_args(node: fx.Node) -> List[fx.Node]:
     return [a for a in flat if isinstance(a, fx.Node) and not _is_shape_node(a)]
 
 
+def _inplace(model: nn.Module, node: fx.Node) -> bool:
+    """An operation that overwrites its input (``F.relu(x, inplace=True)``, ``nn.ReLU(inplace=True)``)."""
+    if node.op == "call_module":
+        return bool(getattr(model.get_submodule(str(node.target)), "inplace", False))
+    return bool(node.kwargs.get("inplace", False)) or (node.op == "call_function" and len(node.args) > 1 and
+                                                       node.target is F.relu and node.args[1] is True)
+
+
 def _attribute(model: nn.Module, target: str) -> torch.Tensor:
     """The tensor at dotted path ``target`` of ``model`` (a buffer or parameter)."""
     value: Any = model
@@ -212,12 +222,20 @@ def _module_of(model: nn.Module, node: fx.Node) -> nn.Module:
     """The module a node applies: itself for ``call_module``, the stand-in module for a function or method."""
     if node.op == "call_module":
         return model.get_submodule(str(node.target))
+    if _inplace(model, node) and len(node.all_input_nodes[0].users) > 1:
+        raise ValueError(f"bounds do not support the in-place operation {node.format_node()} on an activation that "
+                         "is read again (the traced graph would not be the module's function); use inplace=False")
     if node.op == "call_function" and node.target in _MERGES and len(node.args) == 2 and \
             all(isinstance(a, fx.Node) and a.op != "get_attr" for a in node.args):
+        if node.kwargs.get("alpha", 1) != 1:
+            raise ValueError(f"bounds do not support {node.format_node()}: alpha != 1")
         return Merge(_MERGES[node.target])  # a + b or a - b of two activations: a residual connection
     table, key = (FUNCTIONS, node.target) if node.op == "call_function" else (METHODS, node.target)
     factory = table.get(key) if node.op in ("call_function", "call_method") else None
-    module = factory(*node.args, **node.kwargs) if factory is not None else None
+    try:
+        module = factory(*node.args, **node.kwargs) if factory is not None else None
+    except TypeError:  # arguments the stand-in does not take (keywords such as other=, alpha=, out=)
+        module = None
     if module is None:
         supported = sorted({getattr(f, "__name__", str(f)) for f in FUNCTIONS} | {f".{m}()" for m in METHODS})
         raise ValueError(f"bounds do not support the operation {node.format_node()}; supported functions and "

@@ -15,8 +15,7 @@ from typing import Any, List, Optional, Sequence, Tuple
 import torch
 from torch import nn
 
-from .graph import operations
-from .graph import is_chain
+from .graph import is_chain, is_sequential_tree, operations
 from .rules import affine, avgpool, batchnorm, conv, flatten, identity, linear, merge, relu
 
 #: module type -> rule module
@@ -134,4 +133,41 @@ def build_layers(model: nn.Module, in_shape: Tuple[int, ...], dtype: torch.dtype
         where[k] = len(layers) - 1
     if not linear_chain and is_chain([layer.inputs for layer in layers]):  # e.g. x + 0 folded away
         layers = [dataclasses.replace(layer, inputs=()) for layer in layers]
+    if not is_sequential_tree(model, has_rule) and not any(m.training for m in model.modules()):
+        check_traced(model, layers, tuple(in_shape))
     return layers
+
+
+def forward(layers: Sequence[Layer], x: torch.Tensor) -> torch.Tensor:
+    """The network's output computed through the rules (``x``: ``(B, *in_shape)``)."""
+    outs: List[torch.Tensor] = []
+    for layer, sources in zip(layers, reads(layers)):
+        args = [x if k < 0 else outs[k] for k in sources]
+        outs.append(merge.forward_many(layer.op, args) if layer.rule is merge else layer.rule.forward(layer.op, args[0]))
+    return outs[-1] if outs else x
+
+
+def check_traced(model: nn.Module, layers: Sequence[Layer], in_shape: Tuple[int, ...]) -> None:
+    """ValueError unless the traced layers compute what ``model`` computes, on two random inputs: tracing cannot
+    see every aliasing (``g = h; g += 1`` is traced as an addition that leaves ``h`` alone)."""
+    dtype = next((t.dtype for t in list(model.parameters()) + list(model.buffers()) if t.is_floating_point()),
+                 torch.float32)
+    device = next((t.device for t in model.parameters()), torch.device("cpu"))
+    x = torch.randn((2,) + tuple(in_shape), generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    with torch.no_grad():
+        expected = model(x.to(device=device, dtype=dtype)).double()
+        got = forward(layers, x.to(device=device, dtype=_layer_dtype(layers)))
+    got = got.double().reshape(expected.shape) if got.numel() == expected.numel() else None
+    scale = 1.0 + float(expected.abs().max()) if expected.numel() else 1.0
+    if got is None or not bool(((got - expected).abs() <= 1e-3 * scale).all()):
+        raise ValueError(f"the traced graph of {type(model).__name__} does not compute what its forward computes "
+                         "(an in-place operation on an activation read again, or an operation torch.fx does not "
+                         "record); bounds would be of another network")
+
+
+def _layer_dtype(layers: Sequence[Layer]) -> torch.dtype:
+    for layer in layers:
+        for value in vars(layer.op).values() if hasattr(layer.op, "__dict__") else ():
+            if isinstance(value, torch.Tensor) and value.is_floating_point():
+                return value.dtype
+    return torch.float64
