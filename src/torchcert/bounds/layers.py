@@ -65,7 +65,8 @@ def rule_for(module: nn.Module) -> ModuleType:
         return flatten
     supported = ", ".join(sorted({k.__name__ for k in RULES} | {"Flatten (any parameter-free)"}))
     raise ValueError(f"bounds do not support module {module!r} ({type(module).__name__}); "
-                     f"supported: {supported}, nested in nn.Sequential")
+                     f"supported: {supported}, in nn.Sequential or any module torch.fx traces (functional relu, "
+                     "flatten, view, + - * / by constants, residual a + b)")
 
 
 def _fold(previous: Layer, bn: batchnorm.ScaleOp) -> Layer:
