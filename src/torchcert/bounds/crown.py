@@ -22,7 +22,7 @@ from .box import Box
 from .ibp import propagate
 from .intermediate import crown_neurons
 from . import dag
-from .layers import Layer, build_layers, chain
+from .layers import Layer, build_layers, graph_walk
 from .rules import relu
 
 INTERMEDIATE = ("crown", "ibp", "given")
@@ -62,7 +62,7 @@ def layer_bounds(layers: Sequence[Layer], box: Box, intermediate: str = "crown",
     """Pre-activation box of every ReLU in ``layers`` (see the module docstring)."""
     positions = relu_positions(layers)
     _check_options(relu_bounds, len(positions), intermediate, neurons)
-    if not chain(layers):  # residual connections: the DAG walk (dense rows)
+    if graph_walk(layers):  # residual connections or max pooling: the graph walk (dense rows)
         return dag.layer_bounds(layers, box, intermediate, relu_bounds, lambda pre: _select(pre, neurons))
     if intermediate == "given":
         return list(relu_bounds)
@@ -103,7 +103,7 @@ def final_bound(layers: Sequence[Layer], box: Box, C: Tensor, bounds: Sequence[B
     if A.shape[-1] != _numel(out_shape):
         raise ValueError(f"C has {A.shape[-1]} columns but the model has outputs of shape {out_shape}")
     A = A.reshape(A.shape[:2] + out_shape)
-    if not chain(layers):
+    if graph_walk(layers):
         return dag.final_bound(layers, box, A, bounds, lower_slopes, preact_terms).t()
     offset = (0, 0) if len(out_shape) == 3 else None
     return lower_bound(layers, A, offset, box, relaxations, preact_terms).t()

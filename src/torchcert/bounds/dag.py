@@ -17,7 +17,7 @@ from torch import Tensor
 
 from .box import Box
 from .layers import Layer, reads
-from .rules import merge, relu
+from .rules import maxpool, merge, relu
 from .rules._window import expand
 
 #: coefficients in one tensor of neuron rows (rows x widest map), as the chain path's dense budget
@@ -51,10 +51,20 @@ def input_box(layers: Sequence[Layer], boxes: Sequence[Tuple[Tensor, Tensor]], b
     return Box.from_center_radius(c, r)
 
 
+def pool_relaxations(layers: Sequence[Layer], box: Box, found: Dict[int, Box], stop: int) -> Dict[int, object]:
+    """The relaxation of every max-pooling layer before ``stop``, from the IBP box of its input (ReLU inputs
+    intersected with ``found``)."""
+    pools = [i for i, layer in enumerate(layers[:stop]) if layer.rule is maxpool]
+    if not pools:
+        return {}
+    boxes = ibp_boxes(layers, box, found, stop=max(pools))
+    return {i: maxpool.relaxation(layers[i].op, input_box(layers, boxes, box, i)) for i in pools}
+
+
 def backsubstitute(layers: Sequence[Layer], start: int, A: Tensor, relaxations: Dict[int, relu.Relaxation],
                    preact_terms: Optional[Dict[int, Tensor]] = None) -> Tuple[Tensor, Tensor]:
     """Coefficients ``A (S, B, *shape)`` on layer ``start``'s output -> ``(A_in, bias (S, B))`` on the input.
-    ``relaxations[i]`` for every ReLU layer ``i`` up to ``start``; ``preact_terms[i]`` is added to the
+    ``relaxations[i]`` for every ReLU and max-pooling layer ``i`` up to ``start``; ``preact_terms[i]`` is added to the
     coefficients on ReLU ``i``'s input after relaxing it."""
     inputs = reads(layers)
     pending: Dict[int, Tensor] = {start: A}
@@ -71,6 +81,8 @@ def backsubstitute(layers: Sequence[Layer], start: int, A: Tensor, relaxations: 
             offset = (0, 0) if len(layer.out_shape) == 3 else None
             if layer.rule is relu:
                 moved, b, offset = relu.backward(relaxations[i], coeffs, offset, layer.in_shape)
+            elif layer.rule is maxpool:
+                moved, b = maxpool.backward_relaxed(layer.op, relaxations[i], coeffs, layer.in_shape)
             else:
                 moved, b, offset = layer.rule.backward(layer.op, coeffs, offset, layer.in_shape)
             moved, _ = expand(moved, offset, layer.in_shape)
@@ -108,6 +120,7 @@ def layer_bounds(layers: Sequence[Layer], box: Box, intermediate: str, relu_boun
         pre = input_box(layers, boxes, box, k)
         if intermediate == "crown" and j > 0 and reads(layers)[k][0] >= 0:  # a ReLU on the input: exact box
             with torch.no_grad():
+                relaxations.update(pool_relaxations(layers, box, found, k))
                 pre = _crown_neurons(layers, reads(layers)[k][0], box, relaxations, pre, select(pre))
         if relu_bounds is not None:
             pre = pre.intersect(relu_bounds[j])
@@ -148,7 +161,8 @@ def final_bound(layers: Sequence[Layer], box: Box, A: Tensor, bounds: Sequence[B
     """Lower bound ``(S, B)`` of ``A . f(x)`` (+ split terms) for spec rows ``A (S, B, *out_shape)``."""
     positions = relu_layers(layers)
     slopes = lower_slopes if lower_slopes is not None else [None] * len(positions)
-    relaxations = {k: relu.relaxation(b, s) for k, b, s in zip(positions, bounds, slopes)}
+    relaxations: Dict[int, object] = {k: relu.relaxation(b, s) for k, b, s in zip(positions, bounds, slopes)}
+    relaxations.update(pool_relaxations(layers, box, dict(zip(positions, bounds)), len(layers)))
     terms = None
     if preact_terms is not None:
         terms = {k: t for k, t in zip(positions, preact_terms) if t is not None}

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from .graph import is_chain, is_sequential_tree, operations
-from .rules import affine, avgpool, batchnorm, conv, flatten, identity, linear, merge, relu
+from .rules import affine, avgpool, batchnorm, conv, flatten, identity, linear, maxpool, merge, relu
 
 #: module type -> rule module
 RULES = {
@@ -27,6 +27,7 @@ RULES = {
     nn.ReLU: relu,
     nn.Flatten: flatten,
     nn.AvgPool2d: avgpool,
+    nn.MaxPool2d: maxpool,
     nn.Identity: identity,
     nn.Dropout: identity,
     affine.ChannelAffine: affine,
@@ -89,6 +90,18 @@ def reads(layers: Sequence[Layer]) -> List[Tuple[int, ...]]:
 def chain(layers: Sequence[Layer]) -> bool:
     """Whether ``layers`` form a chain (no residual connection); slices of a chain are chains."""
     return all(not layer.inputs for layer in layers) or is_chain(reads(layers))
+
+
+def graph_walk(layers: Sequence[Layer]) -> bool:
+    """Whether CROWN must walk the graph (``bounds.dag``): residual connections, or max pooling (whose
+    relaxation only the graph walk applies)."""
+    return not chain(layers) or any(layer.rule is maxpool for layer in layers)
+
+
+def relu_only(layers: Sequence[Layer]) -> Optional[str]:
+    """Why branch and bound cannot split this network (None when every nonlinearity is a ReLU)."""
+    pools = [layer.name for layer in layers if layer.rule is maxpool]
+    return f"branch and bound splits ReLUs only; this network has max pooling ({', '.join(pools)})" if pools else None
 
 
 def require_chain(layers: Sequence[Layer], what: str) -> None:

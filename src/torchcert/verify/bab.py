@@ -27,6 +27,8 @@ from .attack import margin_pgd, min_margins, random_points
 from .branching import choose_neurons
 from .domain_bounds import OptimSettings, bound_minimisers, initial_alphas, optimise_domains
 from .domains import DomainQueue, NeuronIndex, split_relu_bounds
+from torchcert.bounds.layers import build_layers, relu_only
+
 from .lp import leaf_layers, solve_leaf
 from .verdict import bound_copy, model_dtype, tolerance
 
@@ -154,6 +156,9 @@ def branch_and_bound(model: nn.Module, box: Box, C: torch.Tensor, settings: BabS
         raise ValueError(f"branch_and_bound takes one box (1, *in) and C (1, M, K); got box "
                          f"{tuple(box.lower.shape)} and C {tuple(C.shape)}")
     search = _Search(model, box, C, settings, generator, bound_copy(model) if bound_model is None else bound_model)
+    reason = relu_only(build_layers(search.bound_model, tuple(box.lower.shape[1:]), search.bound_box.lower.dtype))
+    if reason:
+        raise ValueError(reason)
     with torch.no_grad():
         root = [Box(b.lower.detach(), b.upper.detach())
                 for b in bounds.crown_relu_bounds(search.bound_model, search.bound_box)]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import logging
 import time
 from dataclasses import dataclass, field
 from typing import Dict, Optional, Sequence
@@ -20,8 +21,13 @@ from torchcert import bounds
 from torchcert.attacks import per_example_ce, pgd
 from torchcert.bounds import Box
 
+from torchcert.bounds.layers import build_layers, relu_only
+
 from .bab import BabSettings, branch_and_bound
 from .verdict import bound_copy, misclassified, model_dtype, tolerance
+
+LOG = logging.getLogger(__name__)
+_SAID: set = set()  # warnings given once per process
 
 METHODS = ("ibp", "crown", "alpha", "bab")
 #: Adam steps of the α-CROWN stage
@@ -150,6 +156,12 @@ def _bound_stages(result: VerifyResult, model: nn.Module, bound_model: nn.Module
                     setattr(result, f"{later}_ok", True)
             return
     if "bab" not in methods:
+        return
+    reason = relu_only(build_layers(bound_model, tuple(box.lower.shape[1:]), dtype))
+    if reason:  # the sample stays undecided: say why once per run
+        if reason not in _SAID:
+            LOG.warning("%s: samples the bounds do not verify stay unknown", reason)
+            _SAID.add(reason)
         return
     open_rows = (lb[0] <= tau[0]).nonzero().flatten()
     settings = dataclasses.replace(bab or BabSettings(), timeout=timeout)

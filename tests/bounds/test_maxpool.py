@@ -1,0 +1,105 @@
+"""Max pooling: IBP and CROWN hold at reached points on random nets (chains and residual graphs), point boxes are
+exact, and branch and bound refuses it with a clear reason while the verification cascade still bounds it."""
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+from torch import nn
+
+from nets import random_box
+from random_nets import reached_values
+from torchcert.bounds import Box, alpha_crown, crown, crown_relu_bounds, ibp
+
+
+def _pool_net(seed: int) -> nn.Sequential:
+    rng = random.Random(seed)
+    torch.manual_seed(seed)
+    k, s, p = rng.choice([(2, 2, 0), (3, 1, 1), (3, 2, 1), (2, 1, 0)])
+    side = 6
+    out = (side + 2 * p - k) // s + 1
+    return nn.Sequential(nn.Conv2d(1, 3, 3, padding=1), nn.ReLU(), nn.MaxPool2d(k, s, p),
+                         nn.Conv2d(3, 2, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(2 * out * out, 3)
+                         ).double().eval()
+
+
+class PoolRes(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(3)
+        self.c1, self.c2 = nn.Conv2d(1, 2, 3, padding=1), nn.Conv2d(2, 2, 3, padding=1)
+        self.pool, self.relu = nn.MaxPool2d(2), nn.ReLU()
+        self.fc = nn.Linear(2 * 3 * 3, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.pool(self.relu(self.c1(x)))
+        return self.fc(torch.flatten(self.relu(self.c2(h)) + h, 1))
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_max_pooling_bounds_hold(seed):
+    model = _pool_net(seed) if seed < 6 else PoolRes().double().eval()
+    shape = (1, 6, 6)
+    box = random_box(seed, (2,) + shape, 0.1 + 0.3 * (seed % 3))
+    C = torch.randn(2, 2, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(seed))
+    n, b, values, pre = reached_values(model, box, C, shape, seed)
+    with torch.no_grad():
+        lowers = {"ibp": ibp(model, box, C).lower}
+        for neurons in ("unstable", "all"):
+            got = crown(model, box, C, neurons=neurons, bound_upper=True)
+            lowers[neurons] = got.lower
+            assert bool((got.upper >= values - 1e-9).all()), neurons
+        for j, (bx, z) in enumerate(zip(crown_relu_bounds(model, box), pre)):
+            z = z.view((n, b) + tuple(bx.lower.shape[1:]))
+            assert bool((z >= bx.lower - 1e-9).all() and (z <= bx.upper + 1e-9).all()), j
+    lowers["alpha"] = alpha_crown(model, box, C, iterations=4).lower
+    for name, lower in lowers.items():
+        assert bool((lower <= values + 1e-9).all()), name
+    point = Box(box.center, box.center)
+    with torch.no_grad():
+        torch.testing.assert_close(crown(model, point, C).lower, torch.einsum("bsk,bk->bs", C, model(box.center)))
+
+
+def test_branch_and_bound_refuses_max_pooling_and_the_cascade_says_unknown():
+    from torchcert.verify import BabSettings, branch_and_bound, verify_sample
+
+    model = _pool_net(0)
+    x = torch.rand(1, 1, 6, 6, dtype=torch.float64)
+    box = Box(x - 0.3, x + 0.3)
+    with pytest.raises(ValueError, match="splits ReLUs only.*max pooling"):
+        branch_and_bound(model, box, torch.tensor([[[1.0, -1.0, 0.0]]], dtype=torch.float64), BabSettings(timeout=5))
+    label = int(model(x).argmax())
+    result = verify_sample(model, box.lower, box.upper, label, timeout=5, pgd_steps=0)
+    assert result.status in ("verified", "unknown", "falsified")
+
+
+def test_rounding_bound_holds_through_max_pooling():
+    from nets import sample_points
+    from torchcert.bounds.rounding import arithmetic, forward_error
+
+    model64 = _pool_net(2)
+    with torch.no_grad():
+        for p in model64.parameters():
+            p.mul_(5.0)
+    model32 = _pool_net(2).float()
+    model32.load_state_dict(model64.state_dict())
+    box = random_box(2, (2, 1, 6, 6), 0.4)
+    box = Box(box.lower.float().double() * 30, box.upper.float().double() * 30)
+    e = forward_error(model32, box, arithmetic(torch.float32))
+    points = sample_points(box, 64, 0).flatten(0, 1).float()
+    with torch.no_grad():
+        gap = (model32(points).double() - model64(points.double())).abs().view(128, 2, -1)
+    assert float(gap.max()) > 0 and bool((gap <= e).all())
+
+
+def test_crown_beats_ibp_somewhere_with_max_pooling():
+    """The relaxation is not just IBP: on some box CROWN's bound is strictly tighter."""
+    better = 0
+    for seed in range(6):
+        model = _pool_net(seed)
+        box = random_box(seed, (2, 1, 6, 6), 0.05)
+        C = torch.randn(2, 2, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(seed))
+        with torch.no_grad():
+            better += int((crown(model, box, C).lower > ibp(model, box, C).lower + 1e-9).sum())
+    assert better > 0
