@@ -215,3 +215,55 @@ def test_constant_affine_between_convolutions_takes_the_patch_path():
         values = torch.einsum("bsk,nbk->nbs", C, model(points.flatten(0, 1)).view(128, 2, -1))
         for neurons in ("unstable", "all"):
             assert bool((crown(model, box, C, neurons=neurons).lower <= values + 1e-9).all())
+
+
+class Padded(nn.Module):
+    """``F.pad`` (zero and non-zero constants, uneven sides) and nn.ZeroPad2d between convolutions."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(5)
+        self.c1, self.c2 = nn.Conv2d(1, 2, 3), nn.Conv2d(2, 2, 3)
+        self.zero = nn.ZeroPad2d((1, 0, 2, 1))
+        self.fc = nn.Linear(2 * 7 * 5, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = F.relu(self.c1(F.pad(x, (1, 1, 1, 1))))
+        h = F.relu(self.c2(F.pad(h, (0, 1, 1, 0), value=0.5)))
+        return self.fc(torch.flatten(self.zero(h), 1))
+
+
+def test_padding_is_bounded_exactly_and_soundly():
+    model = Padded().double().eval()
+    box = random_box(6, (2, 1, 5, 5), 0.3)
+    C = torch.randn(2, 2, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(6))
+    points = sample_points(box, 64, 2)
+    with torch.no_grad():
+        values = torch.einsum("bsk,nbk->nbs", C, model(points.flatten(0, 1)).view(128, 2, -1))
+        for fn in (ibp, crown):
+            assert bool((fn(model, box, C).lower <= values + 1e-9).all())
+            torch.testing.assert_close(fn(model, Box(box.lower, box.lower), C).lower,
+                                       torch.einsum("bsk,bk->bs", C, model(box.lower)))
+
+
+def test_rounding_bound_and_branch_and_bound_through_padding():
+    from torchcert.bounds.rounding import arithmetic, forward_error
+    from torchcert.verify import BabSettings, branch_and_bound
+
+    model64 = Padded().double().eval()
+    model32 = Padded().eval()
+    model32.load_state_dict(model64.state_dict())
+    box = random_box(7, (2, 1, 5, 5), 0.3)
+    box = Box(box.lower.float().double() * 20, box.upper.float().double() * 20)
+    e = forward_error(model32, box, arithmetic(torch.float32))
+    points = sample_points(box, 32, 0).flatten(0, 1).float()
+    with torch.no_grad():
+        gap = (model32(points).double() - model64(points.double())).abs().view(64, 2, -1)
+    assert float(gap.max()) > 0 and bool((gap <= e).all())
+    x = torch.rand(1, 1, 5, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    one = Box(x - 0.02, x + 0.02)
+    result = branch_and_bound(model64, one, torch.tensor([[[1.0, -1.0]]], dtype=torch.float64),
+                              BabSettings(timeout=20, attacks=False))
+    with torch.no_grad():
+        margin = float(model64(x)[0, 0] - model64(x)[0, 1])
+    assert result.status in ("verified", "falsified") and result.lower_bound <= margin + 1e-9

@@ -23,6 +23,7 @@ from torch import fx, nn
 
 from .rules.affine import ChannelAffine
 from .rules.merge import Merge
+from .rules.pad import ConstantPad
 
 #: nodes that compute shapes, not activations
 _SHAPE_METHODS = ("size", "dim")
@@ -88,6 +89,8 @@ FUNCTIONS: Dict[Callable[..., Any], Callable[..., Optional[nn.Module]]] = {
     torch.relu: lambda *a, **k: nn.ReLU(),
     torch.flatten: lambda x, start_dim=0, end_dim=-1: nn.Flatten(start_dim, end_dim),
     F.dropout: lambda *a, **k: nn.Identity(),
+    F.pad: lambda x, pad, mode="constant", value=None: ConstantPad(pad, value or 0.0) if mode == "constant" and
+    len(pad) == 4 else None,
     **{op: _constant_affine(op) for op in (operator.add, operator.sub, operator.mul, operator.truediv)},
     **{fn: _constant_affine(op) for fn, op in ((torch.add, operator.add), (torch.sub, operator.sub),
                                                 (torch.mul, operator.mul), (torch.div, operator.truediv))},

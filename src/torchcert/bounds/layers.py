@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from .graph import is_chain, is_sequential_tree, operations
-from .rules import affine, avgpool, batchnorm, conv, flatten, identity, linear, maxpool, merge, relu
+from .rules import affine, avgpool, batchnorm, conv, flatten, identity, linear, maxpool, merge, pad, relu
 
 #: module type -> rule module
 RULES = {
@@ -28,6 +28,9 @@ RULES = {
     nn.Flatten: flatten,
     nn.AvgPool2d: avgpool,
     nn.MaxPool2d: maxpool,
+    nn.ZeroPad2d: pad,
+    nn.ConstantPad2d: pad,
+    pad.ConstantPad: pad,
     nn.Identity: identity,
     nn.Dropout: identity,
     affine.ChannelAffine: affine,
@@ -93,9 +96,9 @@ def chain(layers: Sequence[Layer]) -> bool:
 
 
 def graph_walk(layers: Sequence[Layer]) -> bool:
-    """Whether CROWN must walk the graph (``bounds.dag``): residual connections, or max pooling (whose
-    relaxation only the graph walk applies)."""
-    return not chain(layers) or any(layer.rule is maxpool for layer in layers)
+    """Whether CROWN must walk the graph (``bounds.dag``): residual connections, max pooling (whose relaxation
+    only the graph walk applies) or padding (which the patch path does not pass)."""
+    return not chain(layers) or any(layer.rule in (maxpool, pad) for layer in layers)
 
 
 def relu_only(layers: Sequence[Layer]) -> Optional[str]:
