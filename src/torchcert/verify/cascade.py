@@ -159,9 +159,10 @@ def _bound_stages(result: VerifyResult, model: nn.Module, bound_model: nn.Module
         return
     reason = relu_only(build_layers(bound_model, tuple(box.lower.shape[1:]), dtype))
     if reason:  # the sample stays undecided: say why once per run
-        if reason not in _SAID:
+        kind = reason.split(" (")[0]
+        if kind not in _SAID:
             LOG.warning("%s: samples the bounds do not verify stay unknown", reason)
-            _SAID.add(reason)
+            _SAID.add(kind)
         return
     open_rows = (lb[0] <= tau[0]).nonzero().flatten()
     settings = dataclasses.replace(bab or BabSettings(), timeout=timeout)
