@@ -267,3 +267,12 @@ def test_rounding_bound_and_branch_and_bound_through_padding():
     with torch.no_grad():
         margin = float(model64(x)[0, 0] - model64(x)[0, 1])
     assert result.status in ("verified", "falsified") and result.lower_bound <= margin + 1e-9
+
+
+def test_concatenation_along_other_dimensions_is_refused():
+    class CatLast(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.cat([x, x], dim=-1)
+
+    with pytest.raises(ValueError, match="torch.cat along dim 1"):
+        ibp(CatLast(), Box(torch.zeros(1, 3), torch.ones(1, 3)))

@@ -231,3 +231,51 @@ def test_graphs_that_are_not_the_modules_function_are_refused():
                      + 1e-9).all())
     with pytest.raises(ValueError, match="preact_terms needs one entry per ReLU"):
         crown(Net("dead").double().eval(), box, C, preact_terms=[None, None])
+
+
+class Inception(nn.Module):
+    """Two branches concatenated along channels (``torch.cat(..., dim=1)``), then a dense concat of features."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(8)
+        self.a, self.b = nn.Conv2d(1, 2, 3, padding=1), nn.Conv2d(1, 3, 1)
+        self.c = nn.Conv2d(5, 2, 3)
+        self.fc1, self.fc2 = nn.Linear(2 * 4 * 4, 4), nn.Linear(4 + 32, 3)
+        self.relu = nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.cat([self.relu(self.a(x)), self.relu(self.b(x))], dim=1)
+        f = torch.flatten(self.relu(self.c(h)), 1)
+        return self.fc2(torch.cat((self.relu(self.fc1(f)), f), 1))
+
+
+def test_concatenation_is_bounded_exactly_and_soundly():
+    from torchcert.bounds.rounding import arithmetic, forward_error
+    from torchcert.verify import BabSettings, branch_and_bound
+
+    model = Inception().double().eval()
+    shape = (1, 6, 6)
+    box = random_box(8, (2,) + shape, 0.3)
+    C = torch.randn(2, 2, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(8))
+    n, b, values, pre = reached_values(model, box, C, shape, 8)
+    with torch.no_grad():
+        for neurons in ("unstable", "all"):
+            assert bool((crown(model, box, C, neurons=neurons).lower <= values + 1e-9).all())
+        assert bool((ibp(model, box, C).lower <= values + 1e-9).all())
+        for bx, z in zip(crown_relu_bounds(model, box), pre):
+            z = z.view((n, b) + tuple(bx.lower.shape[1:]))
+            assert bool((z >= bx.lower - 1e-9).all() and (z <= bx.upper + 1e-9).all())
+        point = Box(box.center, box.center)
+        torch.testing.assert_close(crown(model, point, C).lower, torch.einsum("bsk,bk->bs", C, model(box.center)))
+    model32 = Inception().eval()
+    model32.load_state_dict(model.state_dict())
+    big = Box(box.lower.float().double() * 20, box.upper.float().double() * 20)
+    e = forward_error(model32, big, arithmetic(torch.float32))
+    points = sample_points(big, 32, 0).flatten(0, 1).float()
+    with torch.no_grad():
+        gap = (model32(points).double() - model(points.double())).abs().view(64, 2, -1)
+    assert bool((gap <= e).all())
+    one = Box(box.center[:1] - 0.01, box.center[:1] + 0.01)
+    result = branch_and_bound(model, one, C[:1], BabSettings(timeout=20, attacks=False))
+    assert result.status in ("verified", "falsified")

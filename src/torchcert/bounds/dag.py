@@ -17,7 +17,7 @@ from torch import Tensor
 
 from .box import Box
 from .layers import Layer, reads
-from .rules import maxpool, merge, relu
+from .rules import maxpool, relu
 from .rules._window import expand
 
 #: coefficients in one tensor of neuron rows (rows x widest map), as the chain path's dense budget
@@ -33,8 +33,8 @@ def ibp_boxes(layers: Sequence[Layer], box: Box, relu_bounds: Optional[Dict[int,
     first = (box.center, box.radius)
     for i, layer in enumerate(layers[:stop]):
         args = [first if j < 0 else out[j] for j in inputs[i]]
-        if layer.rule is merge:
-            out.append(merge.ibp_many(layer.op, args))
+        if hasattr(layer.rule, "ibp_many"):  # several inputs (Merge, Concat)
+            out.append(layer.rule.ibp_many(layer.op, args))
             continue
         c, r = args[0]
         if relu_bounds is not None and i in relu_bounds:
@@ -75,8 +75,8 @@ def backsubstitute(layers: Sequence[Layer], start: int, A: Tensor, relaxations: 
         if i not in pending:
             continue
         layer, coeffs = layers[i], pending.pop(i)
-        if layer.rule is merge:
-            parts, b = merge.backward_many(layer.op, coeffs), None
+        if hasattr(layer.rule, "backward_many"):
+            parts, b = layer.rule.backward_many(layer.op, coeffs), None
         else:
             offset = (0, 0) if len(layer.out_shape) == 3 else None
             if layer.rule is relu:

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import fx, nn
 
 from .rules.affine import ChannelAffine
+from .rules.concat import Concat
 from .rules.merge import Merge
 from .rules.pad import ConstantPad
 
@@ -228,6 +229,11 @@ def _module_of(model: nn.Module, node: fx.Node) -> nn.Module:
     if _inplace(model, node) and len(node.all_input_nodes[0].users) > 1:
         raise ValueError(f"bounds do not support the in-place operation {node.format_node()} on an activation that "
                          "is read again (the traced graph would not be the module's function); use inplace=False")
+    if node.op == "call_function" and node.target is torch.cat:
+        dim = node.kwargs.get("dim", node.args[1] if len(node.args) > 1 else 0)
+        if dim != 1 or node.kwargs.get("out") is not None:
+            raise ValueError(f"bounds support torch.cat along dim 1 (channels/features) only: {node.format_node()}")
+        return Concat()
     if node.op == "call_function" and node.target in _MERGES and len(node.args) == 2 and \
             all(isinstance(a, fx.Node) and a.op != "get_attr" for a in node.args):
         if node.kwargs.get("alpha", 1) != 1:

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from .graph import is_chain, is_sequential_tree, operations
-from .rules import affine, avgpool, batchnorm, conv, flatten, identity, linear, maxpool, merge, pad, relu
+from .rules import affine, avgpool, batchnorm, concat, conv, flatten, identity, linear, maxpool, merge, pad, relu
 
 #: module type -> rule module
 RULES = {
@@ -35,6 +35,7 @@ RULES = {
     nn.Dropout: identity,
     affine.ChannelAffine: affine,
     merge.Merge: merge,
+    concat.Concat: concat,
 }
 
 
@@ -110,7 +111,7 @@ def relu_only(layers: Sequence[Layer]) -> Optional[str]:
 def require_chain(layers: Sequence[Layer], what: str) -> None:
     """ValueError naming ``what`` when the network has residual connections."""
     if not chain(layers):
-        names = [layer.name for layer in layers if layer.rule is merge]
+        names = [layer.name for layer in layers if layer.rule in (merge, concat)]
         raise ValueError(f"{what} does not support residual connections yet (the network adds activations at "
                          f"{', '.join(names)}); IBP, CROWN and alpha-CROWN bound it")
 
@@ -139,6 +140,8 @@ def build_layers(model: nn.Module, in_shape: Tuple[int, ...], dtype: torch.dtype
                 layers[source] = _fold(layers[source], op)
                 where[k] = source
                 continue
+        elif rule is concat:
+            op = concat.make([tuple(in_shape) if s < 0 else layers[s].out_shape for s in sources])
         else:
             op = rule.from_module(module, shape, dtype)
         if rule is merge:
@@ -160,7 +163,8 @@ def forward(layers: Sequence[Layer], x: torch.Tensor) -> torch.Tensor:
     outs: List[torch.Tensor] = []
     for layer, sources in zip(layers, reads(layers)):
         args = [x if k < 0 else outs[k] for k in sources]
-        outs.append(merge.forward_many(layer.op, args) if layer.rule is merge else layer.rule.forward(layer.op, args[0]))
+        many = hasattr(layer.rule, "forward_many")
+        outs.append(layer.rule.forward_many(layer.op, args) if many else layer.rule.forward(layer.op, args[0]))
     return outs[-1] if outs else x
 
 

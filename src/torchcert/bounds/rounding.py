@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from .box import Box
 from .layers import Layer, build_layers, reads
-from .rules import merge, relu
+from .rules import relu
 from .rules._window import Arithmetic, magnitude
 
 UNIT_ROUNDOFF = {torch.float64: 2.0 ** -53, torch.float32: 2.0 ** -24, torch.float16: 2.0 ** -11,
@@ -63,9 +63,9 @@ def _forward_pass(layers: Sequence[Layer], box: Box, arith: Arithmetic, relu_bou
         if layer.rule is relu and relu_bounds is not None:
             pres[0] = pres[0].intersect(relu_bounds[j])
             j += 1
-        if layer.rule is merge:
-            carried, new, largest = merge.rounding_many(layer.op, pres, errs, arith)
-            center, radius = merge.ibp_many(layer.op, [(p.center, p.radius) for p in pres])
+        if hasattr(layer.rule, "rounding_many"):  # several inputs (Merge, Concat)
+            carried, new, largest = layer.rule.rounding_many(layer.op, pres, errs, arith)
+            center, radius = layer.rule.ibp_many(layer.op, [(p.center, p.radius) for p in pres])
         else:
             carried, new, largest = layer.rule.rounding(layer.op, pres[0], errs[0], arith)
             center, radius = layer.rule.ibp(layer.op, pres[0].center, pres[0].radius)
@@ -88,8 +88,8 @@ def _backward_pass(layers: Sequence[Layer], boxes, errors, added, center: Tensor
             continue
         layer, (c, r) = layers[i], pending.pop(i)
         total = total + ((c.abs() + r) * added[i]).sum(tuple(range(2, c.dim())))
-        if layer.rule is merge:
-            parts = merge.error_backward_many(layer.op, c, r)
+        if hasattr(layer.rule, "error_backward_many"):
+            parts = layer.rule.error_backward_many(layer.op, c, r)
         else:
             parts = [layer.rule.error_backward(layer.op, c, r, boxes[i][0], errors[i][0])]
         for k, (pc, pr) in zip(inputs[i], parts):

@@ -23,7 +23,7 @@ from torch import nn
 
 from torchcert.bounds import Box
 from torchcert.bounds.layers import Layer, build_layers, reads
-from torchcert.bounds.rules import merge, relu
+from torchcert.bounds.rules import relu
 
 from .domains import NeuronIndex, dense_signs, flat_bounds
 
@@ -52,8 +52,8 @@ def _masked_forward(layers: Sequence[Layer], x: torch.Tensor, masks: Sequence[to
         if layer.rule is relu:
             pre.append(args[0].flatten(1))
             outs.append(args[0] * masks[len(pre) - 1])
-        elif layer.rule is merge:
-            outs.append(merge.forward_many(layer.op, args))
+        elif hasattr(layer.rule, "forward_many"):  # several inputs (Merge, Concat)
+            outs.append(layer.rule.forward_many(layer.op, args))
         else:
             outs.append(layer.rule.forward(layer.op, args[0]))
     return (outs[-1] if outs else x), pre
