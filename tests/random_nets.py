@@ -153,3 +153,18 @@ def reached_values(model: nn.Module, box, C: torch.Tensor, shape, seed: int):
     n, b = points.shape[:2]
     out, pre = relu_inputs(model, points.reshape((n * b,) + tuple(shape)))
     return n, b, torch.einsum("bsk,nbk->nbs", C, out.view(n, b, -1)), pre
+
+
+def assert_rounding_bound(model64: nn.Module, model32: nn.Module, box, scale: float, samples: int = 64) -> None:
+    """On the box scaled by ``scale`` (ends rounded to float32), ``forward_error`` of the float32 network bounds
+    ``|f32(x) - f64(x)|`` at float32 points, and the case rounds at all."""
+    from nets import sample_points
+    from torchcert.bounds import Box
+    from torchcert.bounds.rounding import arithmetic, forward_error
+
+    box = Box(box.lower.float().double() * scale, box.upper.float().double() * scale)
+    e = forward_error(model32, box, arithmetic(torch.float32))
+    points = sample_points(box, samples, 0).flatten(0, 1).float()
+    with torch.no_grad():
+        gap = (model32(points).double() - model64(points.double())).abs().view(2 * samples, box.lower.shape[0], -1)
+    assert float(gap.max()) > 0 and bool((gap <= e).all()), float((gap - e).max())

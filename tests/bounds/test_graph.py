@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nets import random_box, sample_points
+from random_nets import assert_rounding_bound
 from torchcert.bounds import Box, alpha_crown, crown, ibp
 from torchcert.bounds.graph import operations, sequential_leaves
 from torchcert.bounds.layers import has_rule
@@ -158,21 +159,13 @@ def test_constant_affine_operations_are_bounded_soundly():
 
 
 def test_rounding_bound_covers_constant_affine_operations():
-    from torchcert.bounds.rounding import arithmetic, forward_error
-
     torch.manual_seed(0)
     model64 = Normalised().double().eval()
     with torch.no_grad():
         model64.conv.weight.mul_(40)
     model32 = Normalised().eval()
     model32.load_state_dict(model64.state_dict())
-    box = random_box(3, (2, 2, 4, 4), 0.4)
-    box = Box(box.lower.float().double() * 30, box.upper.float().double() * 30)
-    e = forward_error(model32, box, arithmetic(torch.float32))
-    points = sample_points(box, 64, 0).flatten(0, 1).float()
-    with torch.no_grad():
-        gap = (model32(points).double() - model64(points.double())).abs().view(128, 2, -1)
-    assert float(gap.max()) > 0 and bool((gap <= e).all())
+    assert_rounding_bound(model64, model32, random_box(3, (2, 2, 4, 4), 0.4), 30)
 
 
 def test_constants_that_do_not_broadcast_per_channel_are_refused():
@@ -247,19 +240,12 @@ def test_padding_is_bounded_exactly_and_soundly():
 
 
 def test_rounding_bound_and_branch_and_bound_through_padding():
-    from torchcert.bounds.rounding import arithmetic, forward_error
     from torchcert.verify import BabSettings, branch_and_bound
 
     model64 = Padded().double().eval()
     model32 = Padded().eval()
     model32.load_state_dict(model64.state_dict())
-    box = random_box(7, (2, 1, 5, 5), 0.3)
-    box = Box(box.lower.float().double() * 20, box.upper.float().double() * 20)
-    e = forward_error(model32, box, arithmetic(torch.float32))
-    points = sample_points(box, 32, 0).flatten(0, 1).float()
-    with torch.no_grad():
-        gap = (model32(points).double() - model64(points.double())).abs().view(64, 2, -1)
-    assert float(gap.max()) > 0 and bool((gap <= e).all())
+    assert_rounding_bound(model64, model32, random_box(7, (2, 1, 5, 5), 0.3), 20, samples=32)
     x = torch.rand(1, 1, 5, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     one = Box(x - 0.02, x + 0.02)
     result = branch_and_bound(model64, one, torch.tensor([[[1.0, -1.0]]], dtype=torch.float64),

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from nets import random_box, sample_points
-from random_nets import matrix_net, reached_values
+from random_nets import assert_rounding_bound, matrix_net, reached_values
 from torchcert.bounds import Box, alpha_crown, crown, crown_relu_bounds, ibp
 from torchcert.bounds import dag
 from torchcert.bounds.crown import final_bound, layer_bounds
@@ -136,20 +136,13 @@ def test_dag_walk_equals_the_chain_walk_on_chains(seed):
 
 @pytest.mark.parametrize("kind", ["resnet", "dense"])
 def test_rounding_bound_holds_on_residual_networks(kind):
-    from torchcert.bounds.rounding import arithmetic, forward_error
-
     model64, shape, box, _ = _case(5, kind)
     with torch.no_grad():
         for p in model64.parameters():
             p.mul_(4.0)
     model32 = (ResNet(5) if kind == "resnet" else DenseSkip(5)).eval()
     model32.load_state_dict(model64.state_dict())
-    box = Box(box.lower.float().double() * 20, box.upper.float().double() * 20)
-    e = forward_error(model32, box, arithmetic(torch.float32))
-    points = sample_points(box, 64, 0).flatten(0, 1).float()
-    with torch.no_grad():
-        gap = (model32(points).double() - model64(points.double())).abs().view(128, 2, -1)
-    assert float(gap.max()) > 0 and bool((gap <= e).all())
+    assert_rounding_bound(model64, model32, box, 20)
 
 
 class TinySkip(nn.Module):
@@ -251,7 +244,6 @@ class Inception(nn.Module):
 
 
 def test_concatenation_is_bounded_exactly_and_soundly():
-    from torchcert.bounds.rounding import arithmetic, forward_error
     from torchcert.verify import BabSettings, branch_and_bound
 
     model = Inception().double().eval()
@@ -270,12 +262,7 @@ def test_concatenation_is_bounded_exactly_and_soundly():
         torch.testing.assert_close(crown(model, point, C).lower, torch.einsum("bsk,bk->bs", C, model(box.center)))
     model32 = Inception().eval()
     model32.load_state_dict(model.state_dict())
-    big = Box(box.lower.float().double() * 20, box.upper.float().double() * 20)
-    e = forward_error(model32, big, arithmetic(torch.float32))
-    points = sample_points(big, 32, 0).flatten(0, 1).float()
-    with torch.no_grad():
-        gap = (model32(points).double() - model(points.double())).abs().view(64, 2, -1)
-    assert bool((gap <= e).all())
+    assert_rounding_bound(model, model32, box, 20, samples=32)
     one = Box(box.center[:1] - 0.01, box.center[:1] + 0.01)
     result = branch_and_bound(model, one, C[:1], BabSettings(timeout=20, attacks=False))
     assert result.status in ("verified", "falsified")
