@@ -1,7 +1,7 @@
 """IBP and CROWN on networks with residual connections: the layer list read as a DAG.
 
-Every layer records the layers it reads (``layers.reads``). IBP evaluates the layers in order, keeping each output
-box while a later layer still reads it. Back-substitution walks the layers in reverse order with a local
+Every layer records the layers it reads (``layers.reads``). IBP evaluates the layers in order, keeping every
+output box for the layers that read it. Back-substitution walks the layers in reverse order with a local
 ``{layer: coefficients}`` map: each layer moves the coefficients on its output to its inputs (a ``Merge``
 ``a + s b`` sends ``A`` to ``a`` and ``s A`` to ``b``), and coefficients reaching one layer from several readers
 are summed (fan-out). Coefficients on feature maps are kept on the whole map (dense rows, no patches): this path
@@ -15,6 +15,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 from torch import Tensor
 
+from .backsub import concretize_lower
 from .box import Box
 from .layers import Layer, reads
 from .rules import maxpool, relu
@@ -51,14 +52,12 @@ def input_box(layers: Sequence[Layer], boxes: Sequence[Tuple[Tensor, Tensor]], b
     return Box.from_center_radius(c, r)
 
 
-def pool_relaxations(layers: Sequence[Layer], box: Box, found: Dict[int, Box], stop: int) -> Dict[int, object]:
-    """The relaxation of every max-pooling layer before ``stop``, from the IBP box of its input (ReLU inputs
-    intersected with ``found``)."""
-    pools = [i for i, layer in enumerate(layers[:stop]) if layer.rule is maxpool]
-    if not pools:
-        return {}
-    boxes = ibp_boxes(layers, box, found, stop=max(pools))
-    return {i: maxpool.relaxation(layers[i].op, input_box(layers, boxes, box, i)) for i in pools}
+def pool_relaxations(layers: Sequence[Layer], boxes: Sequence[Tuple[Tensor, Tensor]], box: Box
+                     ) -> Dict[int, object]:
+    """The relaxation of every max-pooling layer that ``boxes`` (from :func:`ibp_boxes`) reach, from the IBP box
+    of its input."""
+    return {i: maxpool.relaxation(layer.op, input_box(layers, boxes, box, i))
+            for i, layer in enumerate(layers[:len(boxes)]) if layer.rule is maxpool}
 
 
 def backsubstitute(layers: Sequence[Layer], start: int, A: Tensor, relaxations: Dict[int, relu.Relaxation],
@@ -96,12 +95,6 @@ def backsubstitute(layers: Sequence[Layer], start: int, A: Tensor, relaxations: 
     return pending[-1], bias
 
 
-def concretize_lower(A: Tensor, bias: Tensor, box: Box) -> Tensor:
-    """``min`` over ``box`` of ``A . x + bias``: ``(S, B)``."""
-    dims = tuple(range(2, A.dim()))
-    return (A * box.center).sum(dims) - (A.abs() * box.radius).sum(dims) + bias
-
-
 def relu_layers(layers: Sequence[Layer]) -> List[int]:
     return [i for i, layer in enumerate(layers) if layer.rule is relu]
 
@@ -114,14 +107,15 @@ def layer_bounds(layers: Sequence[Layer], box: Box, intermediate: str, relu_boun
     if intermediate == "given":
         return list(relu_bounds)
     found: Dict[int, Box] = {}
-    relaxations: Dict[int, relu.Relaxation] = {}
+    relaxations: Dict[int, object] = {}
+    inputs = reads(layers)
     for j, k in enumerate(positions):
         boxes = ibp_boxes(layers, box, found, stop=k)
         pre = input_box(layers, boxes, box, k)
-        if intermediate == "crown" and j > 0 and reads(layers)[k][0] >= 0:  # a ReLU on the input: exact box
+        if intermediate == "crown" and j > 0 and inputs[k][0] >= 0:  # a ReLU on the input: exact box
             with torch.no_grad():
-                relaxations.update(pool_relaxations(layers, box, found, k))
-                pre = _crown_neurons(layers, reads(layers)[k][0], box, relaxations, pre, select(pre))
+                relaxations.update(pool_relaxations(layers, boxes, box))
+                pre = _crown_neurons(layers, inputs[k][0], box, relaxations, pre, select(pre))
         if relu_bounds is not None:
             pre = pre.intersect(relu_bounds[j])
         found[k] = pre
@@ -148,7 +142,7 @@ def _crown_neurons(layers: Sequence[Layer], node: int, box: Box, relaxations: Di
         unit.scatter_(2, idx.unsqueeze(-1), valid.unsqueeze(-1).to(lower.dtype))
         unit = unit.transpose(0, 1).reshape((s, batch) + shape)
         A_in, bias = backsubstitute(layers, node, torch.cat([unit, -unit]), relaxations)
-        bound = concretize_lower(A_in, bias, box)
+        bound = concretize_lower(A_in, bias, None, box)
         for target, values in ((lower, bound[:s]), (upper, -bound[s:])):
             view = target.view(batch, -1)
             view.scatter_(1, idx, torch.where(valid, values.t(), view.gather(1, idx)))
@@ -162,9 +156,10 @@ def final_bound(layers: Sequence[Layer], box: Box, A: Tensor, bounds: Sequence[B
     positions = relu_layers(layers)
     slopes = lower_slopes if lower_slopes is not None else [None] * len(positions)
     relaxations: Dict[int, object] = {k: relu.relaxation(b, s) for k, b, s in zip(positions, bounds, slopes)}
-    relaxations.update(pool_relaxations(layers, box, dict(zip(positions, bounds)), len(layers)))
+    if any(layer.rule is maxpool for layer in layers):
+        relaxations.update(pool_relaxations(layers, ibp_boxes(layers, box, dict(zip(positions, bounds))), box))
     terms = None
     if preact_terms is not None:
         terms = {k: t for k, t in zip(positions, preact_terms) if t is not None}
     A_in, bias = backsubstitute(layers, len(layers) - 1, A, relaxations, terms)
-    return concretize_lower(A_in, bias, box)
+    return concretize_lower(A_in, bias, None, box)

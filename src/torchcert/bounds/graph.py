@@ -141,7 +141,17 @@ def operations(model: nn.Module, known: Callable[[nn.Module], bool]) -> List[Ope
     """The operations of ``model`` in topological order (module docstring). ``known(module)`` says whether the
     rule table has a rule for a module type (those are not traced into)."""
     if is_sequential_tree(model, known):
-        return [(name, module, (i - 1,)) for i, (name, module) in enumerate(sequential_leaves(model))]
+        return sequential_operations(model)
+    return traced_operations(model, known)
+
+
+def sequential_operations(model: nn.Module) -> List[Operation]:
+    """The leaves of nested ``nn.Sequential`` containers as a chain of operations (no tracing)."""
+    return [(name, module, (i - 1,)) for i, (name, module) in enumerate(sequential_leaves(model))]
+
+
+def traced_operations(model: nn.Module, known: Callable[[nn.Module], bool]) -> List[Operation]:
+    """The operations of ``model``'s forward as ``torch.fx`` traces it (dead branches dropped)."""
     try:
         graph = _Tracer(known).trace(model)
     except Exception as err:  # fx raises many types; the message names what it could not trace

@@ -10,12 +10,12 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any, List, Optional, Sequence, Tuple
+from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
 
-from .graph import is_chain, is_sequential_tree, operations
+from .graph import is_chain, is_sequential_tree, sequential_operations, traced_operations
 from .rules import affine, avgpool, batchnorm, concat, conv, flatten, identity, linear, maxpool, merge, pad, relu
 
 #: module type -> rule module
@@ -108,21 +108,14 @@ def relu_only(layers: Sequence[Layer]) -> Optional[str]:
     return f"branch and bound splits ReLUs only; this network has max pooling ({', '.join(pools)})" if pools else None
 
 
-def require_chain(layers: Sequence[Layer], what: str) -> None:
-    """ValueError naming ``what`` when the network has residual connections."""
-    if not chain(layers):
-        names = [layer.name for layer in layers if layer.rule in (merge, concat)]
-        raise ValueError(f"{what} does not support residual connections yet (the network adds activations at "
-                         f"{', '.join(names)}); IBP, CROWN and alpha-CROWN bound it")
-
-
 def build_layers(model: nn.Module, in_shape: Tuple[int, ...], dtype: torch.dtype,
                  bn_stats: Optional[dict] = None, fold_bn: bool = True) -> List[Layer]:
     """Layer list of ``model`` for inputs of feature shape ``in_shape`` (no batch dimension), in topological
     order, each with the indices of the layers it reads. In a chain, BatchNorm is folded into the Linear/Conv2d
     before it, unless ``fold_bn`` is False (the operations as the module runs them); in a graph with residual
     connections it stays a layer (the conv's output may have other readers). Identities are dropped."""
-    ops = operations(model, has_rule)
+    traced = not is_sequential_tree(model, has_rule)
+    ops = traced_operations(model, has_rule) if traced else sequential_operations(model)
     linear_chain = is_chain([inputs for _, _, inputs in ops])  # then every layer reads "the previous one": ()
     layers: List[Layer] = []
     where: dict = {-1: -1}  # operation index -> layer index (identities and folds map to what they pass on)
@@ -153,31 +146,39 @@ def build_layers(model: nn.Module, in_shape: Tuple[int, ...], dtype: torch.dtype
         where[k] = len(layers) - 1
     if not linear_chain and is_chain([layer.inputs for layer in layers]):  # e.g. x + 0 folded away
         layers = [dataclasses.replace(layer, inputs=()) for layer in layers]
-    if not is_sequential_tree(model, has_rule) and not any(m.training for m in model.modules()):
-        check_traced(model, layers, tuple(in_shape))
+    if traced and not any(m.training for m in model.modules()):
+        check_traced(model, layers, tuple(in_shape), dtype)
     return layers
 
 
-def forward(layers: Sequence[Layer], x: torch.Tensor) -> torch.Tensor:
-    """The network's output computed through the rules (``x``: ``(B, *in_shape)``)."""
+def forward(layers: Sequence[Layer], x: torch.Tensor,
+            relu_fn: Optional[Callable[[int, torch.Tensor], torch.Tensor]] = None) -> torch.Tensor:
+    """The network's output computed through the rules (``x``: ``(B, *in_shape)``); ``relu_fn(j, z)``, when
+    given, replaces the ``j``-th ReLU (applied to its input ``z``)."""
     outs: List[torch.Tensor] = []
+    j = 0
     for layer, sources in zip(layers, reads(layers)):
         args = [x if k < 0 else outs[k] for k in sources]
-        many = hasattr(layer.rule, "forward_many")
-        outs.append(layer.rule.forward_many(layer.op, args) if many else layer.rule.forward(layer.op, args[0]))
+        if relu_fn is not None and layer.rule is relu:
+            outs.append(relu_fn(j, args[0]))
+            j += 1
+        elif hasattr(layer.rule, "forward_many"):  # several inputs (Merge, Concat)
+            outs.append(layer.rule.forward_many(layer.op, args))
+        else:
+            outs.append(layer.rule.forward(layer.op, args[0]))
     return outs[-1] if outs else x
 
 
-def check_traced(model: nn.Module, layers: Sequence[Layer], in_shape: Tuple[int, ...]) -> None:
+def check_traced(model: nn.Module, layers: Sequence[Layer], in_shape: Tuple[int, ...], dtype: torch.dtype) -> None:
     """ValueError unless the traced layers compute what ``model`` computes, on two random inputs: tracing cannot
     see every aliasing (``g = h; g += 1`` is traced as an addition that leaves ``h`` alone)."""
-    dtype = next((t.dtype for t in list(model.parameters()) + list(model.buffers()) if t.is_floating_point()),
-                 torch.float32)
+    own = next((t.dtype for t in list(model.parameters()) + list(model.buffers()) if t.is_floating_point()),
+               torch.float32)
     device = next((t.device for t in model.parameters()), torch.device("cpu"))
     x = torch.randn((2,) + tuple(in_shape), generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     with torch.no_grad():
-        expected = model(x.to(device=device, dtype=dtype)).double()
-        got = forward(layers, x.to(device=device, dtype=_layer_dtype(layers)))
+        expected = model(x.to(device=device, dtype=own)).double()
+        got = forward(layers, x.to(device=device, dtype=dtype))
     got = got.double().reshape(expected.shape) if got.numel() == expected.numel() else None
     scale = 1.0 + float(expected.abs().max()) if expected.numel() else 1.0
     if got is None or not bool(((got - expected).abs() <= 1e-3 * scale).all()):
@@ -185,10 +186,3 @@ def check_traced(model: nn.Module, layers: Sequence[Layer], in_shape: Tuple[int,
                          "(an in-place operation on an activation read again, or an operation torch.fx does not "
                          "record); bounds would be of another network")
 
-
-def _layer_dtype(layers: Sequence[Layer]) -> torch.dtype:
-    for layer in layers:
-        for value in vars(layer.op).values() if hasattr(layer.op, "__dict__") else ():
-            if isinstance(value, torch.Tensor) and value.is_floating_point():
-                return value.dtype
-    return torch.float64

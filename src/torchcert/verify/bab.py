@@ -86,7 +86,7 @@ class _Search:
         self.bound_model = bound_model
         self.bound_box = Box(box.lower.detach().to(dtype), box.upper.detach().to(dtype))
         self.bound_C = C.detach().to(dtype)
-        self.tau = tolerance(bound_model, box, C, model_dtype(model))[0].to(dtype)  # (M,)
+        self.tau: Optional[torch.Tensor] = None  # (M,) rounding tolerance, set from the root's bounds
         self.start = time.perf_counter()
         self.domains = 0
         self.closed_min = float("inf")  # min bound over the leaves proved positive / solved exactly
@@ -143,6 +143,11 @@ class _Search:
         return BabResult(status, lower, self.best_margin, cex, self.domains, self.elapsed())
 
 
+def bab_refusal(bound_model: nn.Module, box: Box) -> Optional[str]:
+    """Why branch and bound cannot decide this network (None when it can: every nonlinearity is a ReLU)."""
+    return relu_only(build_layers(bound_model, tuple(box.lower.shape[1:]), model_dtype(bound_model)))
+
+
 def branch_and_bound(model: nn.Module, box: Box, C: torch.Tensor, settings: BabSettings = BabSettings(),
                      generator: Optional[torch.Generator] = None,
                      bound_model: Optional[nn.Module] = None) -> BabResult:
@@ -156,14 +161,13 @@ def branch_and_bound(model: nn.Module, box: Box, C: torch.Tensor, settings: BabS
         raise ValueError(f"branch_and_bound takes one box (1, *in) and C (1, M, K); got box "
                          f"{tuple(box.lower.shape)} and C {tuple(C.shape)}")
     search = _Search(model, box, C, settings, generator, bound_copy(model) if bound_model is None else bound_model)
-    reason = relu_only(build_layers(search.bound_model, tuple(box.lower.shape[1:]), search.bound_box.lower.dtype))
+    reason = bab_refusal(search.bound_model, box)
     if reason:
         raise ValueError(reason)
     with torch.no_grad():
         root = [Box(b.lower.detach(), b.upper.detach())
                 for b in bounds.crown_relu_bounds(search.bound_model, search.bound_box)]
-    tight = tolerance(search.bound_model, box, C, model_dtype(model), root)[0]
-    search.tau = torch.minimum(search.tau, tight.to(search.tau.dtype))
+    search.tau = tolerance(search.bound_model, box, C, model_dtype(model), root)[0].to(search.bound_box.lower.dtype)
     if settings.attacks and search.attack(random_points(box.lower, box.upper, settings.attack_restarts, generator)):
         return search.result("falsified", -float("inf"))
     index = NeuronIndex.from_bounds(root)

@@ -21,9 +21,7 @@ from torchcert import bounds
 from torchcert.attacks import per_example_ce, pgd
 from torchcert.bounds import Box
 
-from torchcert.bounds.layers import build_layers, relu_only
-
-from .bab import BabSettings, branch_and_bound
+from .bab import BabSettings, bab_refusal, branch_and_bound
 from .verdict import bound_copy, misclassified, model_dtype, tolerance
 
 LOG = logging.getLogger(__name__)
@@ -139,7 +137,7 @@ def _bound_stages(result: VerifyResult, model: nn.Module, bound_model: nn.Module
             if relu_bounds is None:  # CROWN's pre-activation bounds, computed once for CROWN, alpha and tau
                 with torch.no_grad():
                     relu_bounds = bounds.crown_relu_bounds(bound_model, box_b)
-                tau = torch.minimum(tau, tolerance(bound_model, box, C, run_dtype, relu_bounds).to(dtype))
+                tau = tolerance(bound_model, box, C, run_dtype, relu_bounds).to(dtype)  # never looser than IBP's
             fn = functools.partial(bounds.crown, intermediate="given", relu_bounds=relu_bounds) if name == "crown" \
                 else functools.partial(bounds.alpha_crown, iterations=ALPHA_ITERATIONS, intermediate="given",
                                        relu_bounds=relu_bounds)
@@ -157,7 +155,7 @@ def _bound_stages(result: VerifyResult, model: nn.Module, bound_model: nn.Module
             return
     if "bab" not in methods:
         return
-    reason = relu_only(build_layers(bound_model, tuple(box.lower.shape[1:]), dtype))
+    reason = bab_refusal(bound_model, box)
     if reason:  # the sample stays undecided: say why once per run
         kind = reason.split(" (")[0]
         if kind not in _SAID:

@@ -22,8 +22,7 @@ import torch
 from torch import nn
 
 from torchcert.bounds import Box
-from torchcert.bounds.layers import Layer, build_layers, reads
-from torchcert.bounds.rules import relu
+from torchcert.bounds.layers import Layer, build_layers, forward
 
 from .domains import NeuronIndex, dense_signs, flat_bounds
 
@@ -46,17 +45,12 @@ def _masked_forward(layers: Sequence[Layer], x: torch.Tensor, masks: Sequence[to
     """Forward pass through ``layers`` (residual connections included) with ReLU i replaced by multiplication
     with ``masks[i]``; returns (output, [flattened pre-activations])."""
     pre: List[torch.Tensor] = []
-    outs: List[torch.Tensor] = []
-    for layer, sources in zip(layers, reads(layers)):
-        args = [x if k < 0 else outs[k] for k in sources]
-        if layer.rule is relu:
-            pre.append(args[0].flatten(1))
-            outs.append(args[0] * masks[len(pre) - 1])
-        elif hasattr(layer.rule, "forward_many"):  # several inputs (Merge, Concat)
-            outs.append(layer.rule.forward_many(layer.op, args))
-        else:
-            outs.append(layer.rule.forward(layer.op, args[0]))
-    return (outs[-1] if outs else x), pre
+
+    def fixed_phase(j: int, z: torch.Tensor) -> torch.Tensor:
+        pre.append(z.flatten(1))
+        return z * masks[j]
+
+    return forward(layers, x, fixed_phase), pre
 
 
 def _phase_masks(root: Sequence[Box], index: NeuronIndex, split_row: torch.Tensor) -> List[torch.Tensor]:

@@ -97,8 +97,7 @@ def verify(checkpoint: PathLike, preset: Optional[str] = None, *, dataset: Optio
     args = argparse.Namespace(checkpoint=str(checkpoint), preset=preset, dataset=dataset, model=model,
                               model_params=model_params, eps=eps, data_dir=data_dir, device=device, dtype=dtype)
     chosen = parse_methods(methods) if isinstance(methods, str) else parse_methods(",".join(methods))
-    setup = build_setup(args)
-    check_numbers(setup.eps, timeout, start, end, pgd_steps, pgd_step_size, spec_batch)
+    setup = build_setup(args)  # checks the eps it resolves from a preset or config.yaml too
     end = len(setup.split) if end < 0 else end
     if end > len(setup.split):
         raise ValueError(f"--end {end} is past the split's {len(setup.split)} samples")
