@@ -59,14 +59,22 @@ def _resnet_small() -> nn.Module:
     return build_model("resnet_small", 3, 32, 10).eval()
 
 
+def _sync() -> None:
+    """Wait for queued CUDA kernels, so that a wall time covers the work and not only its launch."""
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+
+
 def timed(fn: Callable[[], object], repeats: int) -> Tuple[float, float, object]:
     """Median wall and CPU seconds of ``fn()`` over ``repeats`` calls (after a warm-up if repeated)."""
     walls, cpus, out = [], [], None
     if repeats > 1:
         fn()  # warm-up
     for _ in range(repeats):
+        _sync()
         start, cpu = time.perf_counter(), time.process_time()
         out = fn()
+        _sync()
         walls.append(time.perf_counter() - start)
         cpus.append(time.process_time() - cpu)
     return statistics.median(walls), statistics.median(cpus), out
@@ -139,18 +147,19 @@ def lirpa_crown(python: str, model: nn.Module, arch: List[int], box: Box, C: tor
         return result
 
 
-def make_box(shape, batch: int, eps: float) -> Box:
+def make_box(shape, batch: int, eps: float, device: str = "cpu") -> Box:
     channels = shape[0]
     mean, std = (torch.tensor(CIFAR[0]), torch.tensor(CIFAR[1])) if channels == 3 else (torch.zeros(1), torch.ones(1))
-    x01 = torch.rand((batch,) + tuple(shape))
+    mean, std = mean.to(device), std.to(device)
+    x01 = torch.rand((batch,) + tuple(shape), device=device)
     x = (x01 - mean.view(1, -1, 1, 1)) / std.view(1, -1, 1, 1)
     lo, hi = ((0 - mean) / std).view(1, -1, 1, 1), ((1 - mean) / std).view(1, -1, 1, 1)
     return input_box(x, eps, mean, std, lo, hi)
 
 
 def run_case(name: str, model: nn.Module, shape, eps: float, batch: int, args) -> Dict[str, float]:
-    box = make_box(shape, batch, eps)
-    C = margin_matrix(torch.randint(0, 10, (batch,)), 10)
+    box = make_box(shape, batch, eps, args.device)
+    C = margin_matrix(torch.randint(0, 10, (batch,)), 10).to(args.device)
     heavy = batch in args.crown_batches and (name == "small" or not args.quick)
     row: Dict[str, float] = {}
     with torch.no_grad():
@@ -161,7 +170,7 @@ def run_case(name: str, model: nn.Module, shape, eps: float, batch: int, args) -
             reps = 1 if name.startswith(("cnn7", "resnet")) else args.repeats
             row["crown"], row["crown_cpu"], out = timed(lambda: crown(model, box, C), reps)
             row["crown_rss_mb"] = peak_rss_mb()
-            if args.lirpa_python and name.startswith("cnn7"):
+            if args.lirpa_python and name.startswith("cnn7") and args.device == "cpu":
                 head_to_head(args.lirpa_python, model, shape, box, C, out.lower, row)
             if args.alpha_iters >= 0:
                 row["alpha"] = median_time(lambda: alpha_crown(model, box, C, iterations=args.alpha_iters), reps)
@@ -194,6 +203,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--alpha-iters", type=int, default=20, help="alpha-CROWN iterations (-1: skip it)")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (CUDA times wait for the kernels)")
     parser.add_argument("--cifar-eps", type=float, default=2 / 255, help="pixel eps of CNN7 CIFAR (default 2/255)")
     parser.add_argument("--lirpa-python", default=None,
                         help="Python with auto_LiRPA installed: also time its CROWN on the same CNN7 problems")
@@ -206,7 +216,8 @@ def main() -> None:
     specs = {"small": (small_cnn(), (1, 28, 28), 0.1), "cnn7-mnist": (cnn_7layer_bn2(1, 28), (1, 28, 28), 0.1),
              "cnn7-cifar": (cnn_7layer_bn2(3, 32), (3, 32, 32), args.cifar_eps),
              "resnet-cifar": (_resnet_small(), (3, 32, 32), args.cifar_eps)}
-    print(f"threads {torch.get_num_threads()}, load average {os.getloadavg()}")
+    specs = {key: (model.to(args.device), shape, eps) for key, (model, shape, eps) in specs.items()}
+    print(f"device {args.device}, threads {torch.get_num_threads()}, load average {os.getloadavg()}")
     cols = ["forward", "ibp", "crown_ibp", "crown", "alpha"]
     print(f"{'model':<11} {'batch':>5} " + " ".join(f"{c + ' s':>11}" for c in cols) + f" {'ibp/fwd':>8}")
     for name in args.models:

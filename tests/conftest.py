@@ -1,6 +1,7 @@
 """Shared test helpers: locating the read-only ``../shared`` folder (real MNIST, golden values)."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -29,5 +30,13 @@ def golden_dir() -> Path:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Tests are small: one thread (for every fixture scope) avoids oversubscribing the 2-core CI machine."""
+    """Tests are small: one thread (for every fixture scope) avoids oversubscribing the 2-core CI machine.
+
+    ``TORCHCERT_TEST_DEVICE=cuda`` makes CUDA the default device of every tensor the tests create (a smoke run
+    of the whole suite on a GPU machine; see ``benchmarks/gpu_check.sh``). Tests written for the CPU then also
+    meet CPU/GPU mixing, so a failure there is a lead to read, not by itself a bug.
+    """
     torch.set_num_threads(1)
+    device = os.environ.get("TORCHCERT_TEST_DEVICE")
+    if device:
+        torch.set_default_device(device)
