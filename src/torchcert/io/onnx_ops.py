@@ -1,0 +1,402 @@
+"""One small function per ONNX operator: ``(converter, node, inputs, attributes) -> output values``.
+
+Inputs are :class:`~.onnx.Activation` s or constants (NumPy arrays; ``None`` for an omitted optional input).
+Operations on constants only are computed here (constant folding); operations on activations emit modules of the
+bound engine's rule table. Shapes are full ONNX shapes with the batch first (taken as 1); only steps that keep
+the batch dimension first are supported.
+"""
+from __future__ import annotations
+
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+from torch import nn
+
+from torchcert.bounds.rules.affine import ChannelAffine
+from torchcert.bounds.rules.concat import Concat
+from torchcert.bounds.rules.merge import Merge
+from torchcert.bounds.rules.pad import ConstantPad
+
+from .onnx import Activation, Converter, Value
+
+Handler = Callable[[Converter, object, List[Optional[Value]], Dict[str, object]], List[Value]]
+
+
+def _is_act(v: object) -> bool:
+    return isinstance(v, Activation)
+
+
+def _const(v: Optional[Value], what: str) -> np.ndarray:
+    if not isinstance(v, np.ndarray):
+        raise ValueError(f"{what} must be a constant (an initializer or computed from constants only)")
+    return v
+
+
+def _tensor(a: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.array(a, dtype=np.float32))
+
+
+def _node_name(node) -> str:
+    return f"{node.op_type} node {node.name or node.output[0]}"
+
+
+# ---- layout: Flatten, Reshape, Squeeze, Unsqueeze, Transpose, Identity -----------------------------------------
+
+def _relayout(conv: Converter, node, x: Activation, shape: Tuple[int, ...]) -> Activation:
+    """An activation read with a new shape (C order unchanged): nothing for the same shape, an ``nn.Flatten`` to
+    ``(1, n)``; anything else (a batch dimension that moves, an unflatten) is refused."""
+    if int(np.prod(shape)) != int(np.prod(x.shape)) or not shape or shape[0] != 1:
+        raise ValueError(f"{_node_name(node)}: reshaping an activation of shape {x.shape} to {shape} must keep the "
+                         "batch dimension first")
+    if tuple(shape) == x.shape:
+        return x
+    if len(shape) == 2:
+        return x if len(x.shape) == 2 else conv.emit(nn.Flatten(), [x], shape)
+    raise ValueError(f"{_node_name(node)}: reshaping an activation of shape {x.shape} to {shape} is not supported "
+                     "(supported: flattening to (batch, n) and moving unit dimensions)")
+
+
+def _flatten(conv, node, ins, attrs):
+    x, axis = ins[0], int(attrs.get("axis", 1))
+    rank = x.ndim if isinstance(x, np.ndarray) else len(x.shape)
+    axis = axis + rank if axis < 0 else axis
+    shape = tuple(x.shape)
+    new = (int(np.prod(shape[:axis])), int(np.prod(shape[axis:])))
+    if isinstance(x, np.ndarray):
+        return [x.reshape(new)]
+    if axis not in (0, 1):
+        raise ValueError(f"{_node_name(node)}: Flatten with axis {axis} would merge features into the batch")
+    return [_relayout(conv, node, x, (1, new[0] * new[1]))]
+
+
+def _reshape_target(shape: Tuple[int, ...], spec: np.ndarray, allowzero: int) -> Tuple[int, ...]:
+    """ONNX Reshape's target: 0 copies the input dimension (unless ``allowzero``), -1 is inferred."""
+    dims = [int(shape[i]) if (d == 0 and not allowzero) else int(d) for i, d in enumerate(spec.tolist())]
+    if -1 in dims:
+        known = int(np.prod([d for d in dims if d != -1]))
+        dims[dims.index(-1)] = int(np.prod(shape)) // max(known, 1)
+    return tuple(dims)
+
+
+def _reshape(conv, node, ins, attrs):
+    x, spec = ins[0], _const(ins[1], f"{_node_name(node)}: the target shape")
+    target = _reshape_target(tuple(x.shape), spec, int(attrs.get("allowzero", 0)))
+    if isinstance(x, np.ndarray):
+        return [x.reshape(target)]
+    return [_relayout(conv, node, x, target)]
+
+
+def _axes(node, ins, attrs) -> List[int]:
+    if len(ins) > 1 and ins[1] is not None:
+        return [int(a) for a in _const(ins[1], f"{_node_name(node)}: axes").tolist()]
+    return [int(a) for a in attrs.get("axes", [])]
+
+
+def _squeeze(conv, node, ins, attrs):
+    x, axes = ins[0], _axes(node, ins, attrs)
+    shape = list(x.shape)
+    axes = [a + len(shape) if a < 0 else a for a in axes] or [i for i, d in enumerate(shape) if d == 1]
+    new = tuple(d for i, d in enumerate(shape) if i not in axes)
+    return [x.reshape(new) if isinstance(x, np.ndarray) else _relayout(conv, node, x, new)]
+
+
+def _unsqueeze(conv, node, ins, attrs):
+    x, axes = ins[0], _axes(node, ins, attrs)
+    shape = list(x.shape)
+    rank = len(shape) + len(axes)
+    for a in sorted(a + rank if a < 0 else a for a in axes):
+        shape.insert(a, 1)
+    return [x.reshape(shape) if isinstance(x, np.ndarray) else _relayout(conv, node, x, tuple(shape))]
+
+
+def _transpose(conv, node, ins, attrs):
+    x = ins[0]
+    perm = [int(p) for p in attrs.get("perm", list(range(len(x.shape)))[::-1])]
+    if isinstance(x, np.ndarray):
+        return [np.transpose(x, perm)]
+    moved = [p for p in perm if x.shape[p] != 1]
+    if moved != sorted(moved):  # a true permutation of the features
+        raise ValueError(f"{_node_name(node)}: transposing an activation (perm {perm}, shape {x.shape}) is "
+                         "supported only when it moves unit dimensions")
+    return [_relayout(conv, node, x, tuple(x.shape[p] for p in perm))]
+
+
+def _identity(conv, node, ins, attrs):
+    return [ins[0]]
+
+
+def _constant(conv, node, ins, attrs):
+    from onnx import numpy_helper
+
+    if "value" in attrs:
+        return [numpy_helper.to_array(attrs["value"])]
+    for key in ("value_float", "value_int"):
+        if key in attrs:
+            return [np.array(attrs[key])]
+    for key in ("value_floats", "value_ints"):
+        if key in attrs:
+            return [np.array(list(attrs[key]))]
+    raise ValueError(f"{_node_name(node)}: supported Constant attributes are value, value_float(s), value_int(s)")
+
+
+# ---- elementwise arithmetic: Add, Sub, Mul, Div ----------------------------------------------------------------
+
+_NUMPY = {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "Div": np.divide}
+
+
+def _per_channel(c: np.ndarray, shape: Tuple[int, ...], node) -> torch.Tensor:
+    """A constant broadcast against an activation of shape ``(1, *f)`` as ``ChannelAffine`` takes it (float64):
+    a scalar, a per-feature ``(F,)`` vector, or a per-channel ``(C, 1, 1)`` one on maps; refused otherwise."""
+    try:
+        full = np.broadcast_to(c.astype(np.float64), shape)
+    except ValueError:
+        full = None
+    if full is None or np.broadcast_shapes(c.shape, shape) != tuple(shape):
+        raise ValueError(f"{_node_name(node)}: a constant of shape {c.shape} does not broadcast to the activation "
+                         f"{shape} without enlarging it")
+    if np.all(full == full.flat[0]):
+        return torch.tensor(float(full.flat[0]), dtype=torch.float64)
+    if len(shape) == 2:
+        return torch.from_numpy(full.reshape(-1).copy())
+    if len(shape) == 4 and np.all(full == full[:, :, :1, :1]):
+        return torch.from_numpy(full[0, :, :1, :1].copy())
+    raise ValueError(f"{_node_name(node)}: an elementwise constant of shape {c.shape} on an activation of shape "
+                     f"{shape} is supported only as a scalar, per feature or per channel")
+
+
+def _sole_reader(conv: Converter, x: Activation) -> bool:
+    """Whether exactly one node reads the activation (under any of its names)."""
+    names = [n for n, v in conv.values.items() if isinstance(v, Activation) and v.step == x.step]
+    return x.step >= 0 and sum(conv.readers.get(n, 0) for n in names) == 1
+
+
+def _add_constant(conv: Converter, node, x: Activation, c: np.ndarray) -> Activation:
+    """``x + c``: into the bias of the Linear/Conv2d producing ``x`` when nothing else reads it, else a
+    ``ChannelAffine(1, c)``."""
+    shift = _per_channel(c, x.shape, node)
+    producer = conv.steps[x.step] if x.step >= 0 else None
+    if isinstance(producer, (nn.Linear, nn.Conv2d)) and producer.bias is not None and _sole_reader(conv, x) \
+            and shift.dim() <= 1 and (shift.dim() == 0 or shift.shape[0] == producer.bias.shape[0]):
+        with torch.no_grad():
+            producer.bias.copy_((producer.bias.double() + shift.reshape(-1)).float())
+        return x
+    one = torch.ones((), dtype=torch.float64)
+    return conv.emit(ChannelAffine(one, _shaped(shift, x.shape)), [x], x.shape)
+
+
+def _shaped(t: torch.Tensor, shape: Tuple[int, ...]) -> torch.Tensor:
+    """A per-channel vector of a map as ``(C, 1, 1)`` (how it broadcasts in ``ChannelAffine.forward``)."""
+    return t.view(-1, 1, 1) if t.dim() == 1 and len(shape) == 4 else t
+
+
+def _scale(conv: Converter, node, x: Activation, c: np.ndarray) -> Activation:
+    s = _shaped(_per_channel(c, x.shape, node), x.shape)
+    return conv.emit(ChannelAffine(s, torch.zeros((), dtype=torch.float64)), [x], x.shape)
+
+
+def _arith(op: str) -> Handler:
+    def handle(conv, node, ins, attrs):
+        a, b = ins
+        if not _is_act(a) and not _is_act(b):
+            return [_NUMPY[op](a, b)]
+        if _is_act(a) and _is_act(b):
+            if op not in ("Add", "Sub") or a.shape != b.shape:
+                raise ValueError(f"{_node_name(node)}: of two activations only Add/Sub of equal shapes (a residual "
+                                 f"connection) is supported; got shapes {a.shape} and {b.shape}")
+            return [conv.emit(Merge(1.0 if op == "Add" else -1.0), [a, b], a.shape)]
+        x, c, x_first = (a, b, True) if _is_act(a) else (b, a, False)
+        c = c.astype(np.float64)
+        if op == "Add" or (op == "Sub" and x_first):
+            return [_add_constant(conv, node, x, c if op == "Add" else -c)]
+        if op == "Sub":  # c - x
+            shift = _shaped(_per_channel(c, x.shape, node), x.shape)
+            return [conv.emit(ChannelAffine(-torch.ones((), dtype=torch.float64), shift), [x], x.shape)]
+        if op == "Mul":
+            return [_scale(conv, node, x, c)]
+        if not x_first:
+            raise ValueError(f"{_node_name(node)}: dividing a constant by an activation is not supported")
+        return [_scale(conv, node, x, 1.0 / c)]
+    return handle
+
+
+# ---- affine layers: Gemm, MatMul, Conv, BatchNormalization -----------------------------------------------------
+
+def _linear(weight: np.ndarray, bias: Optional[np.ndarray]) -> nn.Linear:
+    """``nn.Linear`` with ``weight (out, in)`` and ``bias (out,)`` (zeros when absent: a later Add folds in)."""
+    layer = nn.Linear(weight.shape[1], weight.shape[0])
+    with torch.no_grad():
+        layer.weight.copy_(_tensor(weight))
+        layer.bias.copy_(_tensor(bias) if bias is not None else torch.zeros(weight.shape[0]))
+    return layer
+
+
+def _gemm(conv, node, ins, attrs):
+    """``Y = alpha op(A) op(B) + beta C`` with ``A`` the activation ``(1, in)``: ``W = alpha op(B)^T``."""
+    a, b = ins[0], _const(ins[1], f"{_node_name(node)}: B")
+    if not _is_act(a) or len(a.shape) != 2 or int(attrs.get("transA", 0)):
+        raise ValueError(f"{_node_name(node)}: supported is Gemm of a (batch, features) activation A (transA=0) "
+                         "by a constant B")
+    w = (b if int(attrs.get("transB", 0)) else b.T).astype(np.float64) * float(attrs.get("alpha", 1.0))
+    bias = None
+    if len(ins) > 2 and ins[2] is not None:
+        c = _const(ins[2], f"{_node_name(node)}: C").astype(np.float64) * float(attrs.get("beta", 1.0))
+        bias = np.broadcast_to(c, (1, w.shape[0])).reshape(-1)
+    return [conv.emit(_linear(w, bias), [a], (1, w.shape[0]))]
+
+
+def _matmul(conv, node, ins, attrs):
+    a, b = ins
+    if not _is_act(a) and not _is_act(b):
+        return [np.matmul(a, b)]
+    if conv.unbatched and _is_act(b) and not _is_act(a) and a.ndim == 2 and b.shape == (1, a.shape[1]):
+        return [conv.emit(_linear(a, None), [b], (1, a.shape[0]))]  # W x of an unbatched vector x
+    if not _is_act(a) or _is_act(b) or len(a.shape) != 2 or b.ndim != 2:
+        raise ValueError(f"{_node_name(node)}: supported is MatMul of a (batch, features) activation by a constant "
+                         "matrix (or a constant matrix by a vector input without batch dimension)")
+    return [conv.emit(_linear(b.T, None), [a], (1, b.shape[1]))]
+
+
+def _pairs(values: Sequence[int], name: str, node) -> Tuple[int, int]:
+    if len(values) != 2:
+        raise ValueError(f"{_node_name(node)}: {name} {list(values)}: only 2-D (N, C, H, W) operations are supported")
+    return int(values[0]), int(values[1])
+
+
+def _padding(node, attrs) -> Tuple[int, int, int, int]:
+    """ONNX ``pads = [top, left, bottom, right]`` (auto_pad NOTSET/VALID only)."""
+    auto = attrs.get("auto_pad", b"NOTSET")
+    auto = auto.decode() if isinstance(auto, bytes) else str(auto)
+    if auto not in ("NOTSET", "VALID"):
+        raise ValueError(f"{_node_name(node)}: auto_pad {auto} is not supported (NOTSET or VALID; give pads)")
+    pads = [int(p) for p in attrs.get("pads", [0, 0, 0, 0])]
+    if len(pads) != 4 or min(pads) < 0:
+        raise ValueError(f"{_node_name(node)}: pads {pads}: non-negative 2-D pads are supported")
+    return tuple(pads)
+
+
+def _pad_first(conv: Converter, x: Activation, pads: Tuple[int, int, int, int], value: float) -> Activation:
+    """An explicit ``ConstantPad`` for asymmetric pads; the activation unchanged for none."""
+    top, left, bottom, right = pads
+    if not any(pads):
+        return x
+    shape = x.shape[:2] + (x.shape[2] + top + bottom, x.shape[3] + left + right)
+    return conv.emit(ConstantPad((left, right, top, bottom), value), [x], shape)
+
+
+def _conv(conv, node, ins, attrs):
+    x, w = ins[0], _const(ins[1], f"{_node_name(node)}: the weight")
+    if not _is_act(x) or len(x.shape) != 4 or w.ndim != 4:
+        raise ValueError(f"{_node_name(node)}: supported is a 2-D convolution of an (N, C, H, W) activation")
+    stride = _pairs(attrs.get("strides", [1, 1]), "strides", node)
+    dilation = _pairs(attrs.get("dilations", [1, 1]), "dilations", node)
+    pads = _padding(node, attrs)
+    symmetric = pads[:2] == pads[2:]
+    if not symmetric:
+        x = _pad_first(conv, x, pads, 0.0)
+    groups = int(attrs.get("group", 1))
+    layer = nn.Conv2d(w.shape[1] * groups, w.shape[0], tuple(w.shape[2:]), stride, pads[:2] if symmetric else 0,
+                      dilation, groups, bias=True)
+    with torch.no_grad():
+        layer.weight.copy_(_tensor(w))
+        bias = ins[2] if len(ins) > 2 and ins[2] is not None else np.zeros(w.shape[0])
+        layer.bias.copy_(_tensor(_const(bias, f"{_node_name(node)}: the bias")))
+    with torch.no_grad():
+        out = layer(torch.zeros((1,) + x.shape[1:])).shape
+    return [conv.emit(layer, [x], tuple(out))]
+
+
+def _batchnorm(conv, node, ins, attrs):
+    """Inference BatchNormalization: ``y = s x + (B - mean s)``, ``s = scale / sqrt(var + eps)`` (float64)."""
+    x = ins[0]
+    scale, bias, mean, var = (_const(v, f"{_node_name(node)}: statistics").astype(np.float64) for v in ins[1:5])
+    s = scale / np.sqrt(var + float(attrs.get("epsilon", 1e-5)))
+    if not _is_act(x) or len(x.shape) not in (2, 4):
+        raise ValueError(f"{_node_name(node)}: supported is BatchNormalization of (N, C) or (N, C, H, W) activations")
+    shape = (-1, 1, 1) if len(x.shape) == 4 else (-1,)
+    module = ChannelAffine(torch.from_numpy(s).view(shape), torch.from_numpy(bias - mean * s).view(shape))
+    return [conv.emit(module, [x], x.shape)]
+
+
+# ---- pads, pools, concatenation, ReLU ----------------------------------------------------------------------------
+
+def _pad(conv, node, ins, attrs):
+    x = ins[0]
+    mode = attrs.get("mode", b"constant")
+    mode = mode.decode() if isinstance(mode, bytes) else str(mode)
+    pads = [int(p) for p in (_const(ins[1], "pads").tolist() if len(ins) > 1 and ins[1] is not None
+                             else attrs.get("pads", []))]
+    value = float(_const(ins[2], "value").reshape(-1)[0]) if len(ins) > 2 and ins[2] is not None \
+        else float(attrs.get("value", 0.0))
+    if not _is_act(x) or mode != "constant" or len(pads) != 8 or any(pads[i] for i in (0, 1, 4, 5)) \
+            or min(pads) < 0 or (len(ins) > 3 and ins[3] is not None):
+        raise ValueError(f"{_node_name(node)}: supported is constant, non-negative padding of the last two "
+                         f"dimensions of an (N, C, H, W) activation; got mode {mode}, pads {pads}")
+    return [_pad_first(conv, x, (pads[2], pads[3], pads[6], pads[7]), value)]
+
+
+def _pool(kind: str) -> Handler:
+    def handle(conv, node, ins, attrs):
+        x = ins[0]
+        if not _is_act(x) or len(x.shape) != 4 or int(attrs.get("ceil_mode", 0)) or \
+                any(int(d) != 1 for d in attrs.get("dilations", [1, 1])) or len(node.output) > 1:
+            raise ValueError(f"{_node_name(node)}: supported is {kind} on (N, C, H, W) with ceil_mode 0, dilation 1 "
+                             "and one output")
+        kernel = _pairs(attrs["kernel_shape"], "kernel_shape", node)
+        stride = _pairs(attrs.get("strides", [1, 1]), "strides", node)
+        pads = _padding(node, attrs)
+        if pads[:2] != pads[2:]:
+            raise ValueError(f"{_node_name(node)}: asymmetric pads {list(pads)} in a pool are not supported")
+        if kind == "MaxPool":
+            layer = nn.MaxPool2d(kernel, stride, pads[:2])
+        else:
+            include = bool(int(attrs.get("count_include_pad", 0)))
+            if any(pads) and not include:
+                raise ValueError(f"{_node_name(node)}: AveragePool with pads needs count_include_pad=1")
+            layer = nn.AvgPool2d(kernel, stride, pads[:2], count_include_pad=True)
+        with torch.no_grad():
+            out = layer(torch.zeros((1,) + x.shape[1:])).shape
+        return [conv.emit(layer, [x], tuple(out))]
+    return handle
+
+
+def _concat(conv, node, ins, attrs):
+    if not any(_is_act(v) for v in ins):
+        return [np.concatenate(ins, axis=int(attrs["axis"]))]
+    rank = len(next(v for v in ins if _is_act(v)).shape)
+    axis = int(attrs["axis"])
+    if not all(_is_act(v) for v in ins) or (axis + rank if axis < 0 else axis) != 1:
+        raise ValueError(f"{_node_name(node)}: supported is Concat of activations along axis 1 (channels)")
+    shape = (1, sum(v.shape[1] for v in ins)) + ins[0].shape[2:]
+    return [conv.emit(Concat(), ins, shape)]
+
+
+def _relu(conv, node, ins, attrs):
+    x = ins[0]
+    return [np.maximum(x, 0) if isinstance(x, np.ndarray) else conv.emit(nn.ReLU(), [x], x.shape)]
+
+
+#: ONNX operator -> handler
+OPS: Dict[str, Handler] = {
+    "Add": _arith("Add"), "Sub": _arith("Sub"), "Mul": _arith("Mul"), "Div": _arith("Div"),
+    "Gemm": _gemm, "MatMul": _matmul, "Conv": _conv, "BatchNormalization": _batchnorm,
+    "Relu": _relu, "Flatten": _flatten, "Reshape": _reshape, "Transpose": _transpose,
+    "Squeeze": _squeeze, "Unsqueeze": _unsqueeze, "Identity": _identity, "Dropout": _identity,
+    "Constant": _constant, "Pad": _pad, "AveragePool": _pool("AveragePool"), "MaxPool": _pool("MaxPool"),
+    "Concat": _concat,
+}
+
+
+def supported_ops() -> List[str]:
+    return sorted(OPS)
+
+
+def finish_output(conv: Converter, out: Value) -> Activation:
+    """The network output as the last step, flattened to ``(1, K)``."""
+    if not _is_act(out):
+        raise ValueError("the network output is a constant (it does not depend on the input)")
+    if len(out.shape) != 2:
+        out = conv.emit(nn.Flatten(), [out], (1, int(np.prod(out.shape))))
+    if out.step != len(conv.steps) - 1:
+        out = conv.emit(nn.Identity(), [out], out.shape)
+    return out
