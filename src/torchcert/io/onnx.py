@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Sequence, Tuple, Union
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -99,6 +99,21 @@ def load_onnx(path: Union[str, Path]) -> ImportedNetwork:
     ValueError naming the operator (and listing the supported ones) for anything out of scope."""
     onnx = _require_onnx()
     return convert(onnx.load_from_string(read_bytes(path)))
+
+
+def onnxruntime_forward(path: Union[str, Path], net: ImportedNetwork) -> Optional[Callable[[torch.Tensor],
+                                                                                     torch.Tensor]]:
+    """``x (1, *in) -> y (K,)`` by onnxruntime on the file (float32), or None when onnxruntime is not installed."""
+    try:
+        import onnxruntime
+    except ImportError:
+        return None
+    session = onnxruntime.InferenceSession(read_bytes(path), providers=["CPUExecutionProvider"])
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        feed = x.detach().cpu().numpy().astype(np.float32).reshape(net.onnx_shape)
+        return torch.from_numpy(np.asarray(session.run(None, {net.input_name: feed})[0])).reshape(-1)
+    return forward
 
 
 def _require_onnx():

@@ -284,3 +284,15 @@ def robustness_property(lower: Tensor, upper: Tensor, label: int, num_classes: i
     others = [f"    (and (>= Y_{j} Y_{label}))" for j in range(num_classes) if j != label]
     lines += ["(assert (or", *others, "))"]
     return "\n".join(lines) + "\n"
+
+
+def result_text(result: str, x: Optional[Tensor] = None, y: Optional[Tensor] = None) -> str:
+    """A VNN-COMP result file: the verdict on the first line; for ``sat`` the witness ``((X_0 v) ... (Y_0 v) ...)``
+    with every value written by ``repr`` of its float64 value (exact for the network's float32 values)."""
+    if result != "sat":
+        return result + "\n"
+    if x is None or y is None:
+        raise ValueError("a sat result needs its witness x and y")
+    pairs = [f"(X_{i} {v!r})" for i, v in enumerate(x.detach().reshape(-1).double().tolist())]
+    pairs += [f"(Y_{j} {v!r})" for j, v in enumerate(y.detach().reshape(-1).double().tolist())]
+    return "sat\n(" + "\n ".join(pairs) + ")\n"

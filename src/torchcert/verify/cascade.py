@@ -21,6 +21,7 @@ from torchcert import bounds
 from torchcert.attacks import per_example_ce, pgd
 from torchcert.bounds import Box
 
+from .attack import margin_pgd, min_margins, random_points
 from .bab import BabSettings, bab_refusal, branch_and_bound
 from .verdict import bound_copy, misclassified, model_dtype, tolerance
 
@@ -111,22 +112,51 @@ def verify_sample(model: nn.Module, lower: torch.Tensor, upper: torch.Tensor, la
             return _finish(result, start)
     result.pgd_ok = True
     bound_model = bound_copy(model) if bound_model is None else bound_model
-    _bound_stages(result, model, bound_model, Box(lower, upper), label, methods, timeout, spec_chunk, bab,
-                  generator)
+    with torch.no_grad():
+        logits = model(lower)
+    C = bounds.margin_matrix(torch.tensor([label], device=logits.device), logits.shape[1]).to(logits.dtype)
+    _bound_stages(result, model, bound_model, Box(lower, upper), C, methods, timeout, spec_chunk, bab, generator)
     return _finish(result, start)
 
 
-def _bound_stages(result: VerifyResult, model: nn.Module, bound_model: nn.Module, box: Box, label: int,
+def verify_spec(model: nn.Module, lower: torch.Tensor, upper: torch.Tensor, methods: Sequence[str] = METHODS,
+                timeout: float = 60.0, attack_restarts: int = 16, attack_steps: int = 40,
+                bab: Optional[BabSettings] = None, generator: Optional[torch.Generator] = None,
+                bound_model: Optional[nn.Module] = None) -> VerifyResult:
+    """The cascade for a network whose outputs are the margins: verified when every output ``g_j(x) > 0`` on the
+    box ``[lower, upper]`` (1, *in), falsified at a point with some ``g_j(x) < 0`` (a plain forward pass).
+
+    A property ``C f(x) + d > 0`` is verified by appending the spec as a last linear layer (``g = C f + d``; see
+    :mod:`torchcert.verify.instance`). The attack is margin PGD from the box centre and ``attack_restarts - 1``
+    random points; ``timeout`` is the branch-and-bound budget; the rest as :func:`verify_sample`.
+    """
+    start = time.perf_counter()
+    with torch.no_grad():
+        outputs = model(lower).shape[1]
+    C = torch.eye(outputs, dtype=lower.dtype, device=lower.device).unsqueeze(0)
+    result = VerifyResult("falsified", -float("inf"), None, "pgd", 0.0, clean_ok=True, pgd_ok=False)
+    starts = torch.cat([(lower + upper) / 2, random_points(lower, upper, max(attack_restarts - 1, 0), generator)])
+    points, margins = margin_pgd(model, starts, lower, upper, C, attack_steps) if attack_steps > 0 else \
+        (starts, min_margins(model, starts, C))
+    best = int(torch.argmin(margins))
+    if float(min_margins(model, points[best:best + 1], C)[0]) < 0:  # re-checked alone, as a user runs one input
+        result.counterexample = points[best:best + 1].detach()
+        return _finish(result, start)
+    result.pgd_ok = True
+    bound_model = bound_copy(model) if bound_model is None else bound_model
+    _bound_stages(result, model, bound_model, Box(lower, upper), C, methods, timeout, None, bab, generator)
+    return _finish(result, start)
+
+
+def _bound_stages(result: VerifyResult, model: nn.Module, bound_model: nn.Module, box: Box, C: torch.Tensor,
                   methods: Sequence[str], timeout: float, chunk: Optional[int], bab: Optional[BabSettings],
                   generator: Optional[torch.Generator]) -> None:
-    with torch.no_grad():
-        logits = model(box.lower)
-    C = bounds.margin_matrix(torch.tensor([label], device=logits.device), logits.shape[1]).to(logits.dtype)
+    """IBP, CROWN, α-CROWN (max-combined) and branch and bound on the margins ``C f`` (C (1, M, K))."""
     dtype = model_dtype(bound_model)
     box_b, C_b = Box(box.lower.to(dtype), box.upper.to(dtype)), C.to(dtype)
     run_dtype = model_dtype(model)
     tau = tolerance(bound_model, box, C, run_dtype).to(dtype)
-    lb = torch.full((1, C.shape[1]), -float("inf"), dtype=dtype, device=logits.device)
+    lb = torch.full((1, C.shape[1]), -float("inf"), dtype=dtype, device=C.device)
     result.status, result.method = "unknown", "none"
     relu_bounds = None
     for name in ("ibp", "crown", "alpha"):
