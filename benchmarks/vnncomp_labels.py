@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> None:
             for row in _subset(rows, args.per_benchmark):
                 onnx_path, spec = paths[(row["onnx"], row["vnnlib"])]
                 f.write(f"{onnx_path},{spec},{args.timeout}\n")
-        cmd = [sys.executable, "-m", "torchcert", "--threads", str(args.threads), "vnncomp", str(folder),
+        cmd = [sys.executable, "-m", "torchcert", "vnncomp", str(folder), "--threads", str(args.threads),
                "--instances", str(listing), "--out", str(out / f"{year}_{bench}_results.csv")]
         print(" ".join(cmd), flush=True)
         subprocess.run(cmd, check=False)

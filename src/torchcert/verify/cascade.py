@@ -128,7 +128,8 @@ def verify_spec(model: nn.Module, lower: torch.Tensor, upper: torch.Tensor, meth
 
     A property ``C f(x) + d > 0`` is verified by appending the spec as a last linear layer (``g = C f + d``; see
     :mod:`torchcert.verify.instance`). The attack is margin PGD from the box centre and ``attack_restarts - 1``
-    random points; ``timeout`` is the branch-and-bound budget; the rest as :func:`verify_sample`.
+    random points; ``timeout`` bounds the whole run (branch and bound gets what the earlier stages leave; they are not
+    interrupted); the rest as :func:`verify_sample`.
     """
     start = time.perf_counter()
     with torch.no_grad():
@@ -144,14 +145,16 @@ def verify_spec(model: nn.Module, lower: torch.Tensor, upper: torch.Tensor, meth
         return _finish(result, start)
     result.pgd_ok = True
     bound_model = bound_copy(model) if bound_model is None else bound_model
-    _bound_stages(result, model, bound_model, Box(lower, upper), C, methods, timeout, None, bab, generator)
+    _bound_stages(result, model, bound_model, Box(lower, upper), C, methods, timeout, None, bab, generator,
+                  deadline=start + timeout)
     return _finish(result, start)
 
 
 def _bound_stages(result: VerifyResult, model: nn.Module, bound_model: nn.Module, box: Box, C: torch.Tensor,
                   methods: Sequence[str], timeout: float, chunk: Optional[int], bab: Optional[BabSettings],
-                  generator: Optional[torch.Generator]) -> None:
-    """IBP, CROWN, α-CROWN (max-combined) and branch and bound on the margins ``C f`` (C (1, M, K))."""
+                  generator: Optional[torch.Generator], deadline: Optional[float] = None) -> None:
+    """IBP, CROWN, α-CROWN (max-combined) and branch and bound on the margins ``C f`` (C (1, M, K)); branch and
+    bound gets ``timeout`` seconds, or what is left until ``deadline`` (a ``time.perf_counter()`` value)."""
     dtype = model_dtype(bound_model)
     box_b, C_b = Box(box.lower.to(dtype), box.upper.to(dtype)), C.to(dtype)
     run_dtype = model_dtype(model)
@@ -193,6 +196,8 @@ def _bound_stages(result: VerifyResult, model: nn.Module, bound_model: nn.Module
             _SAID.add(kind)
         return
     open_rows = (lb[0] <= tau[0]).nonzero().flatten()
+    if deadline is not None:
+        timeout = min(timeout, max(deadline - time.perf_counter(), 0.0))
     settings = dataclasses.replace(bab or BabSettings(), timeout=timeout)
     out = branch_and_bound(model, box, C[:, open_rows], settings, generator, bound_model)
     proved = lb[0][lb[0] > tau[0]]
