@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "torchcert.commands.tuning_stats",
     "torchcert.commands.presets",
     "torchcert.commands.vnnlib",
+    "torchcert.commands.export",
 )
 
 
