@@ -28,10 +28,13 @@ from .files import read_bytes
 @dataclass(frozen=True)
 class Activation:
     """A tensor computed from the input: produced by step ``step`` (-1: the input), ONNX shape ``shape``
-    (batch first, the batch taken as 1)."""
+    (batch first, the batch taken as 1). ``real``: the shape the step's module actually produces when a layout
+    operation (Reshape, Flatten, Squeeze, ...) is still pending (None: the same as ``shape``); the next operation
+    that depends on the layout settles it (:func:`.onnx_ops.settle`)."""
 
     step: int
     shape: Tuple[int, ...]
+    real: Optional[Tuple[int, ...]] = None
 
 
 Value = Union[Activation, np.ndarray]
@@ -128,7 +131,7 @@ def convert(model) -> ImportedNetwork:
     """``onnx.ModelProto`` -> :class:`ImportedNetwork`."""
     from onnx import numpy_helper
 
-    from .onnx_ops import OPS, finish_output, supported_ops
+    from .onnx_ops import LAYOUT_FREE, OPS, finish_output, settle, supported_ops
 
     graph = model.graph
     constants = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
@@ -150,6 +153,8 @@ def convert(model) -> ImportedNetwork:
             raise ValueError(f"ONNX operator {node.op_type} (node {node.name or node.output[0]}) is not supported; "
                              f"supported: {', '.join(supported_ops())}")
         args = [conv.values[name] if name else None for name in node.input]
+        if node.op_type not in LAYOUT_FREE:
+            args = [settle(conv, node, a) if isinstance(a, Activation) else a for a in args]
         outputs = handler(conv, node, args, _attributes(node))
         for name, value in zip(node.output, outputs):
             conv.values[name] = value

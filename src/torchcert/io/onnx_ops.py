@@ -44,17 +44,24 @@ def _node_name(node) -> str:
 # ---- layout: Flatten, Reshape, Squeeze, Unsqueeze, Transpose, Identity -----------------------------------------
 
 def _relayout(conv: Converter, node, x: Activation, shape: Tuple[int, ...]) -> Activation:
-    """An activation read with a new shape (C order unchanged): nothing for the same shape, an ``nn.Flatten`` to
-    ``(1, n)``; anything else (a batch dimension that moves, an unflatten) is refused."""
+    """An activation read with a new shape (C order unchanged), pending until an operation needs it
+    (:func:`settle`); the batch dimension must stay first."""
     if int(np.prod(shape)) != int(np.prod(x.shape)) or not shape or shape[0] != 1:
         raise ValueError(f"{_node_name(node)}: reshaping an activation of shape {x.shape} to {shape} must keep the "
                          "batch dimension first")
-    if tuple(shape) == x.shape:
+    real = x.real or x.shape
+    return Activation(x.step, tuple(shape), None if tuple(shape) == real else real)
+
+
+def settle(conv: Converter, node, x: Activation) -> Activation:
+    """The activation with its pending layout applied: nothing when the module already produces that shape, an
+    ``nn.Flatten`` for ``(1, n)``; any other reshape of an activation (an unflatten) is refused."""
+    if x.real is None:
         return x
-    if len(shape) == 2:
-        return x if len(x.shape) == 2 else conv.emit(nn.Flatten(), [x], shape)
-    raise ValueError(f"{_node_name(node)}: reshaping an activation of shape {x.shape} to {shape} is not supported "
-                     "(supported: flattening to (batch, n) and moving unit dimensions)")
+    if len(x.shape) == 2:
+        return conv.emit(nn.Flatten(), [x], x.shape) if len(x.real) != 2 else Activation(x.step, x.shape)
+    raise ValueError(f"{_node_name(node)}: reads an activation of shape {x.real} reshaped to {x.shape}; supported "
+                     "are reshapes to (batch, n) and reshapes undone before the next operation")
 
 
 def _flatten(conv, node, ins, attrs):
@@ -116,7 +123,7 @@ def _transpose(conv, node, ins, attrs):
     if isinstance(x, np.ndarray):
         return [np.transpose(x, perm)]
     moved = [p for p in perm if x.shape[p] != 1]
-    if moved != sorted(moved):  # a true permutation of the features
+    if moved != sorted(moved) or perm[0] != 0:  # a true permutation of the features
         raise ValueError(f"{_node_name(node)}: transposing an activation (perm {perm}, shape {x.shape}) is "
                          "supported only when it moves unit dimensions")
     return [_relayout(conv, node, x, tuple(x.shape[p] for p in perm))]
@@ -373,7 +380,10 @@ def _concat(conv, node, ins, attrs):
 
 def _relu(conv, node, ins, attrs):
     x = ins[0]
-    return [np.maximum(x, 0) if isinstance(x, np.ndarray) else conv.emit(nn.ReLU(), [x], x.shape)]
+    if isinstance(x, np.ndarray):
+        return [np.maximum(x, 0)]
+    out = conv.emit(nn.ReLU(), [x], x.real or x.shape)  # elementwise: a pending layout stays pending
+    return [Activation(out.step, x.shape, x.real)]
 
 
 #: ONNX operator -> handler
@@ -387,6 +397,10 @@ OPS: Dict[str, Handler] = {
 }
 
 
+#: operators that do not depend on the layout of their input (a pending reshape passes through them)
+LAYOUT_FREE = ("Flatten", "Reshape", "Squeeze", "Unsqueeze", "Transpose", "Identity", "Dropout", "Relu")
+
+
 def supported_ops() -> List[str]:
     return sorted(OPS)
 
@@ -395,6 +409,8 @@ def finish_output(conv: Converter, out: Value) -> Activation:
     """The network output as the last step, flattened to ``(1, K)``."""
     if not _is_act(out):
         raise ValueError("the network output is a constant (it does not depend on the input)")
+    if out.real is not None:
+        out = Activation(out.step, out.real)
     if len(out.shape) != 2:
         out = conv.emit(nn.Flatten(), [out], (1, int(np.prod(out.shape))))
     if out.step != len(conv.steps) - 1:
