@@ -165,3 +165,15 @@ def test_unbatched_vector_input_as_in_the_vnncomp_test_nets():
 def test_out_of_scope_graphs_raise_one_clear_error(nodes, inits, shape, message):
     with pytest.raises(ValueError, match=message):
         convert(make_model(nodes, inits, shape))
+
+
+def test_inexact_folds_are_kept_apart_so_the_network_is_the_files_function():
+    # alpha = 0.3 would round W in float32; Gemm bias + Add of a constant would round the sum: both stay separate
+    nodes = [helper.make_node("Gemm", ["x", "W", "b"], ["g"], alpha=0.3, transB=1),
+             helper.make_node("Gemm", ["g", "W2", "b2"], ["h"], transB=1),
+             helper.make_node("Add", ["h", "c"], ["y"])]
+    inits = {"W": _rand(3, 4), "b": _rand(3, seed=1), "W2": _rand(2, 3, seed=2),
+             "b2": np.array([1.0, 2.0 ** -30], np.float32), "c": np.array([2.0 ** -30, 1.0], np.float32)}
+    net = _check(make_model(nodes, inits, [1, 4]))
+    assert [type(m).__name__ for m in net.module] == ["Linear", "ChannelAffine", "Linear", "ChannelAffine"]
+    assert float(net.module[1].scale) == 0.3 and net.module[0].weight.dtype == torch.float32

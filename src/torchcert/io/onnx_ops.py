@@ -179,15 +179,17 @@ def _sole_reader(conv: Converter, x: Activation) -> bool:
 
 
 def _add_constant(conv: Converter, node, x: Activation, c: np.ndarray) -> Activation:
-    """``x + c``: into the bias of the Linear/Conv2d producing ``x`` when nothing else reads it, else a
-    ``ChannelAffine(1, c)``."""
+    """``x + c``: into the bias of the Linear/Conv2d producing ``x`` when nothing else reads it and the float32 sum
+    is exact (so the converted network is the file's function), else a ``ChannelAffine(1, c)`` (float64 constants)."""
     shift = _per_channel(c, x.shape, node)
     producer = conv.steps[x.step] if x.step >= 0 else None
     if isinstance(producer, (nn.Linear, nn.Conv2d)) and producer.bias is not None and _sole_reader(conv, x) \
             and shift.dim() <= 1 and (shift.dim() == 0 or shift.shape[0] == producer.bias.shape[0]):
-        with torch.no_grad():
-            producer.bias.copy_((producer.bias.double() + shift.reshape(-1)).float())
-        return x
+        total = producer.bias.detach().double() + shift.reshape(-1)
+        if torch.equal(total.float().double(), total):
+            with torch.no_grad():
+                producer.bias.copy_(total.float())
+            return x
     one = torch.ones((), dtype=torch.float64)
     return conv.emit(ChannelAffine(one, _shaped(shift, x.shape)), [x], x.shape)
 
@@ -238,18 +240,29 @@ def _linear(weight: np.ndarray, bias: Optional[np.ndarray]) -> nn.Linear:
     return layer
 
 
+def _exact32(a: np.ndarray) -> bool:
+    return bool(np.array_equal(a.astype(np.float32).astype(np.float64), a))
+
+
 def _gemm(conv, node, ins, attrs):
-    """``Y = alpha op(A) op(B) + beta C`` with ``A`` the activation ``(1, in)``: ``W = alpha op(B)^T``."""
+    """``Y = alpha op(A) op(B) + beta C`` with ``A`` the activation ``(1, in)``: one Linear with
+    ``W = alpha op(B)^T``, ``b = beta C`` when those are exact in float32, else a Linear ``op(B)^T`` followed by a
+    ``ChannelAffine(alpha, beta C)`` (float64: the products of float32 values are exact)."""
     a, b = ins[0], _const(ins[1], f"{_node_name(node)}: B")
     if not _is_act(a) or len(a.shape) != 2 or int(attrs.get("transA", 0)):
         raise ValueError(f"{_node_name(node)}: supported is Gemm of a (batch, features) activation A (transA=0) "
                          "by a constant B")
-    w = (b if int(attrs.get("transB", 0)) else b.T).astype(np.float64) * float(attrs.get("alpha", 1.0))
-    bias = None
+    w = (b if int(attrs.get("transB", 0)) else b.T).astype(np.float64)
+    alpha, beta = float(attrs.get("alpha", 1.0)), float(attrs.get("beta", 1.0))
+    bias = np.zeros(w.shape[0])
     if len(ins) > 2 and ins[2] is not None:
-        c = _const(ins[2], f"{_node_name(node)}: C").astype(np.float64) * float(attrs.get("beta", 1.0))
-        bias = np.broadcast_to(c, (1, w.shape[0])).reshape(-1)
-    return [conv.emit(_linear(w, bias), [a], (1, w.shape[0]))]
+        c = _const(ins[2], f"{_node_name(node)}: C").astype(np.float64)
+        bias = np.broadcast_to(c, (1, w.shape[0])).reshape(-1) * beta
+    if _exact32(w * alpha) and _exact32(bias):
+        return [conv.emit(_linear(w * alpha, bias), [a], (1, w.shape[0]))]
+    out = conv.emit(_linear(w, None), [a], (1, w.shape[0]))
+    affine = ChannelAffine(torch.tensor(alpha, dtype=torch.float64), torch.from_numpy(bias.copy()))
+    return [conv.emit(affine, [out], out.shape)]
 
 
 def _matmul(conv, node, ins, attrs):

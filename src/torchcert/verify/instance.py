@@ -23,15 +23,14 @@ from typing import List, Optional, Tuple
 import torch
 from torch import Tensor, nn
 
-from torchcert.bounds import Box
 from torchcert.io.onnx import ImportedNetwork
 from torchcert.io.vnnlib import Disjunct, Property
 
 from .attack import random_points
 from .bab import BabSettings
-from .cascade import METHODS, spec_bounds, verify_spec
+from .cascade import METHODS, verify_spec
 from .input_split import closed_boxes, input_split
-from .verdict import model_dtype, tolerance
+from .verdict import model_dtype
 
 RESULTS = ("sat", "unsat", "timeout", "unknown", "error")
 #: conjunctions are decided by input-box splitting on networks with at most this many inputs
