@@ -50,7 +50,7 @@ def _load(network: str):
 
 def solve(network: str, spec: str, timeout: float, seed: int = 0, cache: Optional[Dict[str, Tuple]] = None):
     """The :class:`~torchcert.verify.instance.InstanceResult` of one instance; ``result == "error"`` (with the
-    reason as ``method``) when the network or property is out of scope."""
+    reason as ``method``) when the network or property is out of scope or missing."""
     from torchcert.io.vnnlib import load_vnnlib
     from torchcert.verify.instance import InstanceResult, verify_instance
 
@@ -65,7 +65,7 @@ def solve(network: str, spec: str, timeout: float, seed: int = 0, cache: Optiona
         prop = load_vnnlib(spec)
         left = timeout - (time.perf_counter() - start)
         result = verify_instance(net, prop, left, seed=seed, onnx_check=check)
-    except ValueError as err:
+    except (ValueError, FileNotFoundError) as err:  # out of scope, or a file the benchmark folder lacks
         return InstanceResult("error", time.perf_counter() - start, str(err))
     result.seconds = time.perf_counter() - start
     return result
