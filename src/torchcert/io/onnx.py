@@ -131,7 +131,8 @@ def convert(model) -> ImportedNetwork:
     """``onnx.ModelProto`` -> :class:`ImportedNetwork`."""
     from onnx import numpy_helper
 
-    from .onnx_ops import LAYOUT_FREE, OPS, finish_output, settle, supported_ops
+    from .onnx_layout import settle
+    from .onnx_ops import LAYOUT_FREE, OPS, finish_output, supported_ops
 
     graph = model.graph
     constants = {t.name: numpy_helper.to_array(t) for t in graph.initializer}

@@ -19,132 +19,9 @@ from torchcert.bounds.rules.merge import Merge
 from torchcert.bounds.rules.pad import ConstantPad
 
 from .onnx import Activation, Converter, Value
+from .onnx_layout import LAYOUT_OPS, constant_of, float32_tensor, is_act, node_name
 
 Handler = Callable[[Converter, object, List[Optional[Value]], Dict[str, object]], List[Value]]
-
-
-def _is_act(v: object) -> bool:
-    return isinstance(v, Activation)
-
-
-def _const(v: Optional[Value], what: str) -> np.ndarray:
-    if not isinstance(v, np.ndarray):
-        raise ValueError(f"{what} must be a constant (an initializer or computed from constants only)")
-    return v
-
-
-def _tensor(a: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.array(a, dtype=np.float32))
-
-
-def _node_name(node) -> str:
-    return f"{node.op_type} node {node.name or node.output[0]}"
-
-
-# ---- layout: Flatten, Reshape, Squeeze, Unsqueeze, Transpose, Identity -----------------------------------------
-
-def _relayout(conv: Converter, node, x: Activation, shape: Tuple[int, ...]) -> Activation:
-    """An activation read with a new shape (C order unchanged), pending until an operation needs it
-    (:func:`settle`); the batch dimension must stay first."""
-    if int(np.prod(shape)) != int(np.prod(x.shape)) or not shape or shape[0] != 1:
-        raise ValueError(f"{_node_name(node)}: reshaping an activation of shape {x.shape} to {shape} must keep the "
-                         "batch dimension first")
-    real = x.real or x.shape
-    return Activation(x.step, tuple(shape), None if tuple(shape) == real else real)
-
-
-def settle(conv: Converter, node, x: Activation) -> Activation:
-    """The activation with its pending layout applied: nothing when the module already produces that shape, an
-    ``nn.Flatten`` for ``(1, n)``; any other reshape of an activation (an unflatten) is refused."""
-    if x.real is None:
-        return x
-    if len(x.shape) == 2:
-        return conv.emit(nn.Flatten(), [x], x.shape) if len(x.real) != 2 else Activation(x.step, x.shape)
-    raise ValueError(f"{_node_name(node)}: reads an activation of shape {x.real} reshaped to {x.shape}; supported "
-                     "are reshapes to (batch, n) and reshapes undone before the next operation")
-
-
-def _flatten(conv, node, ins, attrs):
-    x, axis = ins[0], int(attrs.get("axis", 1))
-    rank = x.ndim if isinstance(x, np.ndarray) else len(x.shape)
-    axis = axis + rank if axis < 0 else axis
-    shape = tuple(x.shape)
-    new = (int(np.prod(shape[:axis])), int(np.prod(shape[axis:])))
-    if isinstance(x, np.ndarray):
-        return [x.reshape(new)]
-    if axis not in (0, 1):
-        raise ValueError(f"{_node_name(node)}: Flatten with axis {axis} would merge features into the batch")
-    return [_relayout(conv, node, x, (1, new[0] * new[1]))]
-
-
-def _reshape_target(shape: Tuple[int, ...], spec: np.ndarray, allowzero: int) -> Tuple[int, ...]:
-    """ONNX Reshape's target: 0 copies the input dimension (unless ``allowzero``), -1 is inferred."""
-    dims = [int(shape[i]) if (d == 0 and not allowzero) else int(d) for i, d in enumerate(spec.tolist())]
-    if -1 in dims:
-        known = int(np.prod([d for d in dims if d != -1]))
-        dims[dims.index(-1)] = int(np.prod(shape)) // max(known, 1)
-    return tuple(dims)
-
-
-def _reshape(conv, node, ins, attrs):
-    x, spec = ins[0], _const(ins[1], f"{_node_name(node)}: the target shape")
-    target = _reshape_target(tuple(x.shape), spec, int(attrs.get("allowzero", 0)))
-    if isinstance(x, np.ndarray):
-        return [x.reshape(target)]
-    return [_relayout(conv, node, x, target)]
-
-
-def _axes(node, ins, attrs) -> List[int]:
-    if len(ins) > 1 and ins[1] is not None:
-        return [int(a) for a in _const(ins[1], f"{_node_name(node)}: axes").tolist()]
-    return [int(a) for a in attrs.get("axes", [])]
-
-
-def _squeeze(conv, node, ins, attrs):
-    x, axes = ins[0], _axes(node, ins, attrs)
-    shape = list(x.shape)
-    axes = [a + len(shape) if a < 0 else a for a in axes] or [i for i, d in enumerate(shape) if d == 1]
-    new = tuple(d for i, d in enumerate(shape) if i not in axes)
-    return [x.reshape(new) if isinstance(x, np.ndarray) else _relayout(conv, node, x, new)]
-
-
-def _unsqueeze(conv, node, ins, attrs):
-    x, axes = ins[0], _axes(node, ins, attrs)
-    shape = list(x.shape)
-    rank = len(shape) + len(axes)
-    for a in sorted(a + rank if a < 0 else a for a in axes):
-        shape.insert(a, 1)
-    return [x.reshape(shape) if isinstance(x, np.ndarray) else _relayout(conv, node, x, tuple(shape))]
-
-
-def _transpose(conv, node, ins, attrs):
-    x = ins[0]
-    perm = [int(p) for p in attrs.get("perm", list(range(len(x.shape)))[::-1])]
-    if isinstance(x, np.ndarray):
-        return [np.transpose(x, perm)]
-    moved = [p for p in perm if x.shape[p] != 1]
-    if moved != sorted(moved) or perm[0] != 0:  # a true permutation of the features
-        raise ValueError(f"{_node_name(node)}: transposing an activation (perm {perm}, shape {x.shape}) is "
-                         "supported only when it moves unit dimensions")
-    return [_relayout(conv, node, x, tuple(x.shape[p] for p in perm))]
-
-
-def _identity(conv, node, ins, attrs):
-    return [ins[0]]
-
-
-def _constant(conv, node, ins, attrs):
-    from onnx import numpy_helper
-
-    if "value" in attrs:
-        return [numpy_helper.to_array(attrs["value"])]
-    for key in ("value_float", "value_int"):
-        if key in attrs:
-            return [np.array(attrs[key])]
-    for key in ("value_floats", "value_ints"):
-        if key in attrs:
-            return [np.array(list(attrs[key]))]
-    raise ValueError(f"{_node_name(node)}: supported Constant attributes are value, value_float(s), value_int(s)")
 
 
 # ---- elementwise arithmetic: Add, Sub, Mul, Div ----------------------------------------------------------------
@@ -160,7 +37,7 @@ def _per_channel(c: np.ndarray, shape: Tuple[int, ...], node) -> torch.Tensor:
     except ValueError:
         full = None
     if full is None or np.broadcast_shapes(c.shape, shape) != tuple(shape):
-        raise ValueError(f"{_node_name(node)}: a constant of shape {c.shape} does not broadcast to the activation "
+        raise ValueError(f"{node_name(node)}: a constant of shape {c.shape} does not broadcast to the activation "
                          f"{shape} without enlarging it")
     if np.all(full == full.flat[0]):
         return torch.tensor(float(full.flat[0]), dtype=torch.float64)
@@ -168,7 +45,7 @@ def _per_channel(c: np.ndarray, shape: Tuple[int, ...], node) -> torch.Tensor:
         return torch.from_numpy(full.reshape(-1).copy())
     if len(shape) == 4 and np.all(full == full[:, :, :1, :1]):
         return torch.from_numpy(full[0, :, :1, :1].copy())
-    raise ValueError(f"{_node_name(node)}: an elementwise constant of shape {c.shape} on an activation of shape "
+    raise ValueError(f"{node_name(node)}: an elementwise constant of shape {c.shape} on an activation of shape "
                      f"{shape} is supported only as a scalar, per feature or per channel")
 
 
@@ -207,14 +84,14 @@ def _scale(conv: Converter, node, x: Activation, c: np.ndarray) -> Activation:
 def _arith(op: str) -> Handler:
     def handle(conv, node, ins, attrs):
         a, b = ins
-        if not _is_act(a) and not _is_act(b):
+        if not is_act(a) and not is_act(b):
             return [_NUMPY[op](a, b)]
-        if _is_act(a) and _is_act(b):
+        if is_act(a) and is_act(b):
             if op not in ("Add", "Sub") or a.shape != b.shape:
-                raise ValueError(f"{_node_name(node)}: of two activations only Add/Sub of equal shapes (a residual "
+                raise ValueError(f"{node_name(node)}: of two activations only Add/Sub of equal shapes (a residual "
                                  f"connection) is supported; got shapes {a.shape} and {b.shape}")
             return [conv.emit(Merge(1.0 if op == "Add" else -1.0), [a, b], a.shape)]
-        x, c, x_first = (a, b, True) if _is_act(a) else (b, a, False)
+        x, c, x_first = (a, b, True) if is_act(a) else (b, a, False)
         c = c.astype(np.float64)
         if op == "Add" or (op == "Sub" and x_first):
             return [_add_constant(conv, node, x, c if op == "Add" else -c)]
@@ -224,7 +101,7 @@ def _arith(op: str) -> Handler:
         if op == "Mul":
             return [_scale(conv, node, x, c)]
         if not x_first:
-            raise ValueError(f"{_node_name(node)}: dividing a constant by an activation is not supported")
+            raise ValueError(f"{node_name(node)}: dividing a constant by an activation is not supported")
         return [_scale(conv, node, x, 1.0 / c)]
     return handle
 
@@ -235,8 +112,8 @@ def _linear(weight: np.ndarray, bias: Optional[np.ndarray]) -> nn.Linear:
     """``nn.Linear`` with ``weight (out, in)`` and ``bias (out,)`` (zeros when absent: a later Add folds in)."""
     layer = nn.Linear(weight.shape[1], weight.shape[0])
     with torch.no_grad():
-        layer.weight.copy_(_tensor(weight))
-        layer.bias.copy_(_tensor(bias) if bias is not None else torch.zeros(weight.shape[0]))
+        layer.weight.copy_(float32_tensor(weight))
+        layer.bias.copy_(float32_tensor(bias) if bias is not None else torch.zeros(weight.shape[0]))
     return layer
 
 
@@ -248,15 +125,15 @@ def _gemm(conv, node, ins, attrs):
     """``Y = alpha op(A) op(B) + beta C`` with ``A`` the activation ``(1, in)``: one Linear with
     ``W = alpha op(B)^T``, ``b = beta C`` when those are exact in float32, else a Linear ``op(B)^T`` followed by a
     ``ChannelAffine(alpha, beta C)`` (float64: the products of float32 values are exact)."""
-    a, b = ins[0], _const(ins[1], f"{_node_name(node)}: B")
-    if not _is_act(a) or len(a.shape) != 2 or int(attrs.get("transA", 0)):
-        raise ValueError(f"{_node_name(node)}: supported is Gemm of a (batch, features) activation A (transA=0) "
+    a, b = ins[0], constant_of(ins[1], f"{node_name(node)}: B")
+    if not is_act(a) or len(a.shape) != 2 or int(attrs.get("transA", 0)):
+        raise ValueError(f"{node_name(node)}: supported is Gemm of a (batch, features) activation A (transA=0) "
                          "by a constant B")
     w = (b if int(attrs.get("transB", 0)) else b.T).astype(np.float64)
     alpha, beta = float(attrs.get("alpha", 1.0)), float(attrs.get("beta", 1.0))
     bias = np.zeros(w.shape[0])
     if len(ins) > 2 and ins[2] is not None:
-        c = _const(ins[2], f"{_node_name(node)}: C").astype(np.float64)
+        c = constant_of(ins[2], f"{node_name(node)}: C").astype(np.float64)
         bias = np.broadcast_to(c, (1, w.shape[0])).reshape(-1) * beta
     if _exact32(w * alpha) and _exact32(bias):
         return [conv.emit(_linear(w * alpha, bias), [a], (1, w.shape[0]))]
@@ -267,19 +144,19 @@ def _gemm(conv, node, ins, attrs):
 
 def _matmul(conv, node, ins, attrs):
     a, b = ins
-    if not _is_act(a) and not _is_act(b):
+    if not is_act(a) and not is_act(b):
         return [np.matmul(a, b)]
-    if conv.unbatched and _is_act(b) and not _is_act(a) and a.ndim == 2 and b.shape == (1, a.shape[1]):
+    if conv.unbatched and is_act(b) and not is_act(a) and a.ndim == 2 and b.shape == (1, a.shape[1]):
         return [conv.emit(_linear(a, None), [b], (1, a.shape[0]))]  # W x of an unbatched vector x
-    if not _is_act(a) or _is_act(b) or len(a.shape) != 2 or b.ndim != 2:
-        raise ValueError(f"{_node_name(node)}: supported is MatMul of a (batch, features) activation by a constant "
+    if not is_act(a) or is_act(b) or len(a.shape) != 2 or b.ndim != 2:
+        raise ValueError(f"{node_name(node)}: supported is MatMul of a (batch, features) activation by a constant "
                          "matrix (or a constant matrix by a vector input without batch dimension)")
     return [conv.emit(_linear(b.T, None), [a], (1, b.shape[1]))]
 
 
 def _pairs(values: Sequence[int], name: str, node) -> Tuple[int, int]:
     if len(values) != 2:
-        raise ValueError(f"{_node_name(node)}: {name} {list(values)}: only 2-D (N, C, H, W) operations are supported")
+        raise ValueError(f"{node_name(node)}: {name} {list(values)}: only 2-D (N, C, H, W) operations are supported")
     return int(values[0]), int(values[1])
 
 
@@ -288,10 +165,10 @@ def _padding(node, attrs) -> Tuple[int, int, int, int]:
     auto = attrs.get("auto_pad", b"NOTSET")
     auto = auto.decode() if isinstance(auto, bytes) else str(auto)
     if auto not in ("NOTSET", "VALID"):
-        raise ValueError(f"{_node_name(node)}: auto_pad {auto} is not supported (NOTSET or VALID; give pads)")
+        raise ValueError(f"{node_name(node)}: auto_pad {auto} is not supported (NOTSET or VALID; give pads)")
     pads = [int(p) for p in attrs.get("pads", [0, 0, 0, 0])]
     if len(pads) != 4 or min(pads) < 0:
-        raise ValueError(f"{_node_name(node)}: pads {pads}: non-negative 2-D pads are supported")
+        raise ValueError(f"{node_name(node)}: pads {pads}: non-negative 2-D pads are supported")
     return tuple(pads)
 
 
@@ -305,9 +182,9 @@ def _pad_first(conv: Converter, x: Activation, pads: Tuple[int, int, int, int], 
 
 
 def _conv(conv, node, ins, attrs):
-    x, w = ins[0], _const(ins[1], f"{_node_name(node)}: the weight")
-    if not _is_act(x) or len(x.shape) != 4 or w.ndim != 4:
-        raise ValueError(f"{_node_name(node)}: supported is a 2-D convolution of an (N, C, H, W) activation")
+    x, w = ins[0], constant_of(ins[1], f"{node_name(node)}: the weight")
+    if not is_act(x) or len(x.shape) != 4 or w.ndim != 4:
+        raise ValueError(f"{node_name(node)}: supported is a 2-D convolution of an (N, C, H, W) activation")
     stride = _pairs(attrs.get("strides", [1, 1]), "strides", node)
     dilation = _pairs(attrs.get("dilations", [1, 1]), "dilations", node)
     pads = _padding(node, attrs)
@@ -318,9 +195,9 @@ def _conv(conv, node, ins, attrs):
     layer = nn.Conv2d(w.shape[1] * groups, w.shape[0], tuple(w.shape[2:]), stride, pads[:2] if symmetric else 0,
                       dilation, groups, bias=True)
     with torch.no_grad():
-        layer.weight.copy_(_tensor(w))
+        layer.weight.copy_(float32_tensor(w))
         bias = ins[2] if len(ins) > 2 and ins[2] is not None else np.zeros(w.shape[0])
-        layer.bias.copy_(_tensor(_const(bias, f"{_node_name(node)}: the bias")))
+        layer.bias.copy_(float32_tensor(constant_of(bias, f"{node_name(node)}: the bias")))
     with torch.no_grad():
         out = layer(torch.zeros((1,) + x.shape[1:])).shape
     return [conv.emit(layer, [x], tuple(out))]
@@ -329,10 +206,10 @@ def _conv(conv, node, ins, attrs):
 def _batchnorm(conv, node, ins, attrs):
     """Inference BatchNormalization: ``y = s x + (B - mean s)``, ``s = scale / sqrt(var + eps)`` (float64)."""
     x = ins[0]
-    scale, bias, mean, var = (_const(v, f"{_node_name(node)}: statistics").astype(np.float64) for v in ins[1:5])
+    scale, bias, mean, var = (constant_of(v, f"{node_name(node)}: statistics").astype(np.float64) for v in ins[1:5])
     s = scale / np.sqrt(var + float(attrs.get("epsilon", 1e-5)))
-    if not _is_act(x) or len(x.shape) not in (2, 4):
-        raise ValueError(f"{_node_name(node)}: supported is BatchNormalization of (N, C) or (N, C, H, W) activations")
+    if not is_act(x) or len(x.shape) not in (2, 4):
+        raise ValueError(f"{node_name(node)}: supported is BatchNormalization of (N, C) or (N, C, H, W) activations")
     shape = (-1, 1, 1) if len(x.shape) == 4 else (-1,)
     module = ChannelAffine(torch.from_numpy(s).view(shape), torch.from_numpy(bias - mean * s).view(shape))
     return [conv.emit(module, [x], x.shape)]
@@ -344,13 +221,13 @@ def _pad(conv, node, ins, attrs):
     x = ins[0]
     mode = attrs.get("mode", b"constant")
     mode = mode.decode() if isinstance(mode, bytes) else str(mode)
-    pads = [int(p) for p in (_const(ins[1], "pads").tolist() if len(ins) > 1 and ins[1] is not None
+    pads = [int(p) for p in (constant_of(ins[1], "pads").tolist() if len(ins) > 1 and ins[1] is not None
                              else attrs.get("pads", []))]
-    value = float(_const(ins[2], "value").reshape(-1)[0]) if len(ins) > 2 and ins[2] is not None \
+    value = float(constant_of(ins[2], "value").reshape(-1)[0]) if len(ins) > 2 and ins[2] is not None \
         else float(attrs.get("value", 0.0))
-    if not _is_act(x) or mode != "constant" or len(pads) != 8 or any(pads[i] for i in (0, 1, 4, 5)) \
+    if not is_act(x) or mode != "constant" or len(pads) != 8 or any(pads[i] for i in (0, 1, 4, 5)) \
             or min(pads) < 0 or (len(ins) > 3 and ins[3] is not None):
-        raise ValueError(f"{_node_name(node)}: supported is constant, non-negative padding of the last two "
+        raise ValueError(f"{node_name(node)}: supported is constant, non-negative padding of the last two "
                          f"dimensions of an (N, C, H, W) activation; got mode {mode}, pads {pads}")
     return [_pad_first(conv, x, (pads[2], pads[3], pads[6], pads[7]), value)]
 
@@ -358,21 +235,21 @@ def _pad(conv, node, ins, attrs):
 def _pool(kind: str) -> Handler:
     def handle(conv, node, ins, attrs):
         x = ins[0]
-        if not _is_act(x) or len(x.shape) != 4 or int(attrs.get("ceil_mode", 0)) or \
+        if not is_act(x) or len(x.shape) != 4 or int(attrs.get("ceil_mode", 0)) or \
                 any(int(d) != 1 for d in attrs.get("dilations", [1, 1])) or len(node.output) > 1:
-            raise ValueError(f"{_node_name(node)}: supported is {kind} on (N, C, H, W) with ceil_mode 0, dilation 1 "
+            raise ValueError(f"{node_name(node)}: supported is {kind} on (N, C, H, W) with ceil_mode 0, dilation 1 "
                              "and one output")
         kernel = _pairs(attrs["kernel_shape"], "kernel_shape", node)
         stride = _pairs(attrs.get("strides", [1, 1]), "strides", node)
         pads = _padding(node, attrs)
         if pads[:2] != pads[2:]:
-            raise ValueError(f"{_node_name(node)}: asymmetric pads {list(pads)} in a pool are not supported")
+            raise ValueError(f"{node_name(node)}: asymmetric pads {list(pads)} in a pool are not supported")
         if kind == "MaxPool":
             layer = nn.MaxPool2d(kernel, stride, pads[:2])
         else:
             include = bool(int(attrs.get("count_include_pad", 0)))
             if any(pads) and not include:
-                raise ValueError(f"{_node_name(node)}: AveragePool with pads needs count_include_pad=1")
+                raise ValueError(f"{node_name(node)}: AveragePool with pads needs count_include_pad=1")
             layer = nn.AvgPool2d(kernel, stride, pads[:2], count_include_pad=True)
         with torch.no_grad():
             out = layer(torch.zeros((1,) + x.shape[1:])).shape
@@ -381,12 +258,12 @@ def _pool(kind: str) -> Handler:
 
 
 def _concat(conv, node, ins, attrs):
-    if not any(_is_act(v) for v in ins):
+    if not any(is_act(v) for v in ins):
         return [np.concatenate(ins, axis=int(attrs["axis"]))]
-    rank = len(next(v for v in ins if _is_act(v)).shape)
+    rank = len(next(v for v in ins if is_act(v)).shape)
     axis = int(attrs["axis"])
-    if not all(_is_act(v) for v in ins) or (axis + rank if axis < 0 else axis) != 1:
-        raise ValueError(f"{_node_name(node)}: supported is Concat of activations along axis 1 (channels)")
+    if not all(is_act(v) for v in ins) or (axis + rank if axis < 0 else axis) != 1:
+        raise ValueError(f"{node_name(node)}: supported is Concat of activations along axis 1 (channels)")
     shape = (1, sum(v.shape[1] for v in ins)) + ins[0].shape[2:]
     return [conv.emit(Concat(), ins, shape)]
 
@@ -403,9 +280,7 @@ def _relu(conv, node, ins, attrs):
 OPS: Dict[str, Handler] = {
     "Add": _arith("Add"), "Sub": _arith("Sub"), "Mul": _arith("Mul"), "Div": _arith("Div"),
     "Gemm": _gemm, "MatMul": _matmul, "Conv": _conv, "BatchNormalization": _batchnorm,
-    "Relu": _relu, "Flatten": _flatten, "Reshape": _reshape, "Transpose": _transpose,
-    "Squeeze": _squeeze, "Unsqueeze": _unsqueeze, "Identity": _identity, "Dropout": _identity,
-    "Constant": _constant, "Pad": _pad, "AveragePool": _pool("AveragePool"), "MaxPool": _pool("MaxPool"),
+    "Relu": _relu, "Pad": _pad, **LAYOUT_OPS, "AveragePool": _pool("AveragePool"), "MaxPool": _pool("MaxPool"),
     "Concat": _concat,
 }
 
@@ -420,7 +295,7 @@ def supported_ops() -> List[str]:
 
 def finish_output(conv: Converter, out: Value) -> Activation:
     """The network output as the last step, flattened to ``(1, K)``."""
-    if not _is_act(out):
+    if not is_act(out):
         raise ValueError("the network output is a constant (it does not depend on the input)")
     if out.real is not None:
         out = Activation(out.step, out.real)
