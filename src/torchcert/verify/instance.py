@@ -40,7 +40,7 @@ INPUT_SPLIT_MAX_INPUTS = 64
 @dataclass
 class InstanceResult:
     """``result`` in :data:`RESULTS`; for sat ``x (n,)``/``y (K,)``: the witness (input in the network's dtype and
-    its forward pass); ``method``: the stage that decided (or why not); ``seconds``: wall time."""
+    its forward pass, by onnxruntime when it checked the witness); ``method``: the stage that decided (or why not); ``seconds``: wall time."""
 
     result: str
     seconds: float
@@ -118,8 +118,10 @@ class _Instance:
                 y = self.net.module(point)[0]
             if not dj.satisfied_by(point, y):
                 continue
-            if self.onnx_check is not None and not dj.satisfied_by(point, self.onnx_check(point)):
-                continue
+            if self.onnx_check is not None:  # the written outputs are then onnxruntime's
+                y = self.onnx_check(point)
+                if not dj.satisfied_by(point, y):
+                    continue
             return point.reshape(-1), y.reshape(-1)
         return None
 
