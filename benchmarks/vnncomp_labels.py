@@ -68,8 +68,9 @@ def run(args: argparse.Namespace) -> None:
 def report(args: argparse.Namespace) -> int:
     out, wrong_total = Path(args.out), 0
     print("| benchmark | instances run | torchcert solved (sat/unsat) | alpha-beta-CROWN solved | consensus sat/unsat/unknown "
-          "| wrong | errors |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
+          "| abcrown solved within --timeout | only abcrown / only torchcert | wrong | errors |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    lost = []
     for (year, bench), rows in sorted(_labels().items()):
         results = out / f"{year}_{bench}_results.csv"
         if not results.is_file():
@@ -77,7 +78,7 @@ def report(args: argparse.Namespace) -> int:
         label = {(r["onnx"], r["vnnlib"]): r for r in rows}
         with results.open(newline="") as f:
             ours = list(csv.DictReader(f))
-        solved = sat = unsat = ab = wrong = errors = 0
+        solved = sat = unsat = ab = wrong = errors = only_ab = only_us = ab_fast = 0
         cons = defaultdict(int)
         for r in ours:
             ref = label[(Path(r["onnx"]).name, Path(r["vnnlib"]).name)]
@@ -85,14 +86,24 @@ def report(args: argparse.Namespace) -> int:
             sat += r["result"] == "sat"
             unsat += r["result"] == "unsat"
             errors += r["result"] == "error"
-            ab += ref["abcrown_result"].lower() in ("sat", "unsat")
+            ab_solved = ref["abcrown_result"].lower() in ("sat", "unsat")
+            ab += ab_solved
+            ab_fast += ab_solved and float(ref["abcrown_runtime_s"]) <= args.timeout
+            if ab_solved and r["result"] not in ("sat", "unsat"):
+                only_ab += 1
+                lost.append(f"{bench} {r['onnx']} {r['vnnlib']}: ours {r['result']} ({r['method']}, {r['time']} s); "
+                            f"abcrown {ref['abcrown_result']} in {float(ref['abcrown_runtime_s']):.1f} s")
+            only_us += r["result"] in ("sat", "unsat") and not ab_solved
             if {r["result"], ref["consensus"]} == {"sat", "unsat"}:
                 wrong += 1
                 print(f"WRONG: {r['onnx']} {r['vnnlib']}: ours {r['result']}, consensus {ref['consensus']}")
         solved = sat + unsat
         wrong_total += wrong
         print(f"| {year}/{bench} | {len(ours)} | {solved} ({sat}/{unsat}) | {ab} | {cons['sat']}/{cons['unsat']}/"
-              f"{cons['unknown']} | {wrong} | {errors} |")
+              f"{cons['unknown']} | {ab_fast} | {only_ab} / {only_us} | {wrong} | {errors} |")
+    if args.losses:
+        print("\nsolved by alpha-beta-CROWN, not by torchcert:")
+        print("\n".join(lost))
     return 1 if wrong_total else 0
 
 
@@ -104,6 +115,7 @@ def main() -> int:
     parser.add_argument("--benchmarks", nargs="*", help="benchmark names (default: every labelled one)")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads of the runs")
     parser.add_argument("--report", action="store_true", help="only print the table of the results so far")
+    parser.add_argument("--losses", action="store_true", help="list the instances only alpha-beta-CROWN solved")
     args = parser.parse_args()
     if not args.report:
         run(args)
