@@ -19,7 +19,7 @@ def test_help_lists_commands(capsys):
         main(["--help"])
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
-    for command in ("presets", "show-config"):
+    for command in ("presets", "show-config", "vnnlib", "vnncomp", "export"):
         assert command in out
 
 
