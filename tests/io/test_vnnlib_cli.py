@@ -131,3 +131,16 @@ def test_mnistfc_instances_match_the_consensus(tmp_path, net, spec):
     if result == "sat":
         _check_sat_file(out, folder / net, folder / spec)
     assert VNNCOMP.is_dir()
+
+
+def test_real_arithmetic_drops_only_the_float32_execution_tolerance():
+    """mnist 256x6, prop_10_0.03 (consensus unsat): CROWN's margin bound is positive but below the rounding
+    tolerance of the float32 network, so the strict policy leaves it open and real arithmetic proves it."""
+    from torchcert.verify.instance import verify_instance
+
+    folder = vnncomp_path("2021", "mnistfc")
+    assert _labels()[("mnistfc", "mnist-net_256x6.onnx", "prop_10_0.03.vnnlib")] == "unsat"
+    net, prop = load_onnx(folder / "mnist-net_256x6.onnx"), load_vnnlib(folder / "prop_10_0.03.vnnlib")
+    strict = verify_instance(net, prop, 60, methods=("ibp", "crown"))
+    real = verify_instance(net, prop, 60, methods=("ibp", "crown"), real_arithmetic=True)
+    assert strict.result == "unknown" and real.result == "unsat"

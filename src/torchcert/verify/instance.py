@@ -9,9 +9,10 @@ as a last linear layer ``g = C f + d``. A disjunct of several rows (a conjunctio
 proved positive by the bounds or, on small inputs, by splitting the input box (:mod:`.input_split`); its attack minimises the largest margin.
 
 Soundness (:mod:`.verdict`): bounds on a float64 copy whose spec layer holds ``C, d`` exactly, over the box rounded
-outward to the network's dtype, verified only above the rounding tolerance; a counterexample is a point of the
-exact (float64) box, rounded inward, at which a plain forward pass of the network gives every margin of a disjunct
-strictly negative (and onnxruntime agrees, when it is installed).
+outward to the network's dtype, verified only above the rounding tolerance of the network's float32 execution
+(or, with ``real_arithmetic``, of the float64 computation only: the real-valued network VNN-COMP tools reason
+about); a counterexample is a point of the exact (float64) box, rounded inward, at which a plain forward pass of
+the network gives every margin of a disjunct strictly negative (and onnxruntime agrees, when it is installed).
 """
 from __future__ import annotations
 
@@ -91,20 +92,21 @@ class _Instance:
     """State of one run: the network, the deadline, the settings."""
 
     def __init__(self, net: ImportedNetwork, prop: Property, timeout: float, methods, seed: int,
-                 bab: Optional[BabSettings], onnx_check) -> None:
+                 bab: Optional[BabSettings], onnx_check, real_arithmetic: bool = False) -> None:
         if prop.num_inputs != net.num_inputs or prop.num_outputs != net.num_outputs:
             raise ValueError(f"the property has {prop.num_inputs} inputs and {prop.num_outputs} outputs; the network "
                              f"{net.num_inputs} and {net.num_outputs}")
         self.net, self.prop, self.methods, self.bab, self.onnx_check = net, prop, methods, bab, onnx_check
-        self.dtype = model_dtype(net.module)
+        self.dtype = model_dtype(net.module)  # the network as run: witnesses are confirmed in it
+        self.run_dtype = torch.float64 if real_arithmetic else self.dtype  # the arithmetic the verdicts cover
         self.start, self.timeout = time.perf_counter(), timeout
         self.generator = torch.Generator().manual_seed(seed)
 
     def left(self) -> float:
         return self.timeout - (time.perf_counter() - self.start)
 
-    def box(self, dj: Disjunct, outward: bool) -> Tuple[Tensor, Tensor]:
-        lo, hi = rounded_box(dj.lower, dj.upper, self.dtype, outward)
+    def box(self, dj: Disjunct, outward: bool, dtype: Optional[torch.dtype] = None) -> Tuple[Tensor, Tensor]:
+        lo, hi = rounded_box(dj.lower, dj.upper, dtype or self.dtype, outward)
         shape = (1,) + tuple(self.net.in_shape)
         return lo.view(shape), hi.view(shape)
 
@@ -128,8 +130,8 @@ class _Instance:
     def all_rows(self, dj: Disjunct) -> InstanceResult:
         """The cascade on ``min_j m_j > 0`` over the disjunct's box."""
         C, d = dj.margins()
-        lo, hi = self.box(dj, outward=True)
-        g = spec_network(self.net.module, C, d, self.dtype)
+        lo, hi = self.box(dj, outward=True, dtype=self.run_dtype)
+        g = spec_network(self.net.module, C, d, self.run_dtype)
         bound = spec_network(self.net.module, C, d, torch.float64)
         out = verify_spec(g, lo, hi, self.methods, max(self.left(), 0.0), bab=self.bab, generator=self.generator,
                           bound_model=bound)
@@ -138,13 +140,13 @@ class _Instance:
     def conjunction(self, dj: Disjunct) -> InstanceResult:
         """Some row positive everywhere (bounds), or a point with every margin negative (attack)."""
         C, d = dj.margins()
-        lo, hi = self.box(dj, outward=True)
-        g = spec_network(self.net.module, C, d, self.dtype)
+        lo, hi = self.box(dj, outward=True, dtype=self.run_dtype)
+        g = spec_network(self.net.module, C, d, self.run_dtype)
         x = _minimax_attack(g, lo, hi, self.generator)
         if x is not None:
             return self._outcome("falsified", "pgd", x)
         bound = spec_network(self.net.module, C, d, torch.float64)
-        if bool(closed_boxes(bound, lo, hi, self.dtype)[0]):
+        if bool(closed_boxes(bound, lo, hi, self.run_dtype)[0]):
             return self._outcome("verified", "crown", None)
         if self.net.num_inputs > INPUT_SPLIT_MAX_INPUTS:
             return self._outcome("unknown", "crown (conjunction on a large input: no input splitting)", None)
@@ -181,11 +183,15 @@ def _minimax_attack(g: nn.Module, lower: Tensor, upper: Tensor, generator: torch
 
 
 def verify_instance(net: ImportedNetwork, prop: Property, timeout: float, methods=METHODS, seed: int = 0,
-                    bab: Optional[BabSettings] = None, onnx_check=None) -> InstanceResult:
+                    bab: Optional[BabSettings] = None, onnx_check=None,
+                    real_arithmetic: bool = False) -> InstanceResult:
     """Decide ``prop`` on ``net`` within about ``timeout`` seconds (module docstring). ``onnx_check(x) -> y``:
-    an optional second forward pass (onnxruntime) every witness must also satisfy. Disjunct groups are attacked
+    an optional second forward pass (onnxruntime) every witness must also satisfy. ``real_arithmetic``: verdicts
+    about the network in real arithmetic, as VNN-COMP tools take it (the cascade runs on a float64 copy, so the
+    tolerance covers the float64 computation only, not the rounding of the network's own float32 execution);
+    witnesses are still confirmed in the network's dtype. Disjunct groups are attacked
     and bounded one after another; the first confirmed counterexample answers sat, unsat needs every group."""
-    run = _Instance(net, prop, timeout, methods, seed, bab, onnx_check)
+    run = _Instance(net, prop, timeout, methods, seed, bab, onnx_check, real_arithmetic)
     groups, conjunctions = group_disjuncts(prop)
     outcomes = []
     for dj, merged in [(g, True) for g in groups] + [(c, False) for c in conjunctions]:
