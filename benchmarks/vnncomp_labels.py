@@ -61,6 +61,7 @@ def run(args: argparse.Namespace) -> None:
                 f.write(f"{onnx_path},{spec},{args.timeout}\n")
         cmd = [sys.executable, "-m", "torchcert", "vnncomp", str(folder), "--threads", str(args.threads),
                "--instances", str(listing), "--out", str(out / f"{year}_{bench}_results.csv")]
+        cmd += ["--real-arithmetic"] if args.real_arithmetic else []
         print(" ".join(cmd), flush=True)
         subprocess.run(cmd, check=False)
 
@@ -115,6 +116,7 @@ def main() -> int:
     parser.add_argument("--benchmarks", nargs="*", help="benchmark names (default: every labelled one)")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads of the runs")
     parser.add_argument("--report", action="store_true", help="only print the table of the results so far")
+    parser.add_argument("--real-arithmetic", action="store_true", help="pass --real-arithmetic to torchcert vnncomp")
     parser.add_argument("--losses", action="store_true", help="list the instances only alpha-beta-CROWN solved")
     args = parser.parse_args()
     if not args.report:
