@@ -154,7 +154,9 @@ def _bound_stages(result: VerifyResult, model: nn.Module, bound_model: nn.Module
                   methods: Sequence[str], timeout: float, chunk: Optional[int], bab: Optional[BabSettings],
                   generator: Optional[torch.Generator], deadline: Optional[float] = None) -> None:
     """IBP, CROWN, α-CROWN (max-combined) and branch and bound on the margins ``C f`` (C (1, M, K)); branch and
-    bound gets ``timeout`` seconds, or what is left until ``deadline`` (a ``time.perf_counter()`` value)."""
+    bound gets ``timeout`` seconds, or what is left until ``deadline`` (a ``time.perf_counter()`` value). With a
+    deadline, α-CROWN and branch and bound are skipped (status timeout) when their optimisation steps, each about
+    as long as the CROWN stage's back-substitution, would not fit in the time left."""
     dtype = model_dtype(bound_model)
     box_b, C_b = Box(box.lower.to(dtype), box.upper.to(dtype)), C.to(dtype)
     run_dtype = model_dtype(model)
@@ -162,8 +164,12 @@ def _bound_stages(result: VerifyResult, model: nn.Module, bound_model: nn.Module
     lb = torch.full((1, C.shape[1]), -float("inf"), dtype=dtype, device=C.device)
     result.status, result.method = "unknown", "none"
     relu_bounds = None
+    step_seconds = 0.0  # one back-substitution to the output (CROWN's final stage): the unit of α steps
     for name in ("ibp", "crown", "alpha"):
         if name not in methods:
+            continue
+        if name == "alpha" and _out_of_time(deadline, ALPHA_ITERATIONS * step_seconds):
+            result.status = "timeout"
             continue
         fn = bounds.ibp
         if name != "ibp":
@@ -174,8 +180,10 @@ def _bound_stages(result: VerifyResult, model: nn.Module, bound_model: nn.Module
             fn = functools.partial(bounds.crown, intermediate="given", relu_bounds=relu_bounds) if name == "crown" \
                 else functools.partial(bounds.alpha_crown, iterations=ALPHA_ITERATIONS, intermediate="given",
                                        relu_bounds=relu_bounds)
+        began = time.perf_counter()
         with torch.no_grad() if name != "alpha" else torch.enable_grad():
             stage = spec_bounds(fn, bound_model, box_b, C_b, chunk)
+        step_seconds = time.perf_counter() - began if name == "crown" else step_seconds
         result.bounds[name] = float(stage.min())
         lb = torch.maximum(lb, stage)
         setattr(result, f"{name}_ok", bool((stage > tau).all()) if name == "ibp" else bool((lb > tau).all()))
@@ -196,6 +204,9 @@ def _bound_stages(result: VerifyResult, model: nn.Module, bound_model: nn.Module
             _SAID.add(kind)
         return
     open_rows = (lb[0] <= tau[0]).nonzero().flatten()
+    if _out_of_time(deadline, (bab or BabSettings()).root_iterations * step_seconds):
+        result.status = "timeout"
+        return
     if deadline is not None:
         timeout = min(timeout, max(deadline - time.perf_counter(), 0.0))
     settings = dataclasses.replace(bab or BabSettings(), timeout=timeout)
@@ -206,6 +217,11 @@ def _bound_stages(result: VerifyResult, model: nn.Module, bound_model: nn.Module
     result.status, result.method, result.domains = out.status, "bab", out.domains
     if out.status == "falsified":
         result.counterexample, result.pgd_ok = out.counterexample, False
+
+
+def _out_of_time(deadline: Optional[float], needed: float) -> bool:
+    """Whether ``needed`` more seconds overrun ``deadline`` (never without a deadline)."""
+    return deadline is not None and time.perf_counter() + needed > deadline
 
 
 def _finish(result: VerifyResult, start: float) -> VerifyResult:
