@@ -175,7 +175,8 @@ def check_traced(model: nn.Module, layers: Sequence[Layer], in_shape: Tuple[int,
     own = next((t.dtype for t in list(model.parameters()) + list(model.buffers()) if t.is_floating_point()),
                torch.float32)
     device = next((t.device for t in model.parameters()), torch.device("cpu"))
-    x = torch.randn((2,) + tuple(in_shape), generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    x = torch.randn((2,) + tuple(in_shape), generator=torch.Generator().manual_seed(0), dtype=torch.float64,
+                    device="cpu")
     with torch.no_grad():
         expected = model(x.to(device=device, dtype=own)).double()
         got = forward(layers, x.to(device=device, dtype=dtype))
