@@ -19,6 +19,7 @@ from typing import Any, Dict, Iterator, Optional, Tuple, Union
 import torch
 from torch import nn
 
+from torchcert.bounds import BoundGraph
 from torchcert.config import config_to_dict, dump_config
 from torchcert.data import (Split, augment, augmentation_for, data_range, dataset_info, iterate_batches, load_dataset,
                             normalize, train_valid_split)
@@ -181,6 +182,7 @@ def train(config: TrainConfig, out_dir: PathLike, data_dir: Optional[PathLike] =
         _truncate_metrics(out / "metrics.jsonl", start_epoch)
         log.info("resuming %s after epoch %d (step %d)", out, start_epoch, step)
     settings = build_step_settings(cfg, dev)
+    net = BoundGraph(model)  # the same module, its graph traced once for every bound of the run
     writer = _tensorboard(out) if cfg.run.tensorboard else None
     test_metrics: Dict[str, float] = {}
     for epoch in range(start_epoch + 1, cfg.run.epochs + 1):
@@ -188,10 +190,10 @@ def train(config: TrainConfig, out_dir: PathLike, data_dir: Optional[PathLike] =
         lr = multistep_lr(cfg.optim.lr, epoch, cfg.optim.lr_milestones, cfg.optim.lr_decay_factor)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        train_metrics, step, eps = train_epoch(cfg, model, optimizer, train_split, settings, epoch, step, generators)
+        train_metrics, step, eps = train_epoch(cfg, net, optimizer, train_split, settings, epoch, step, generators)
         record = {"epoch": epoch, "step": step, "train_eps": eps, "lr": lr, "train": train_metrics}
         if epoch % cfg.run.test_interval == 0 or epoch == cfg.run.epochs:
-            test_metrics = evaluate(cfg, model, test_split, settings, dev, cfg.run.progress)
+            test_metrics = evaluate(cfg, net, test_split, settings, dev, cfg.run.progress)
             record["test"] = test_metrics
         record["epoch_seconds"] = time.perf_counter() - started
         wall += record["epoch_seconds"]
@@ -201,7 +203,7 @@ def train(config: TrainConfig, out_dir: PathLike, data_dir: Optional[PathLike] =
         _append_jsonl(out / "metrics.jsonl", record)
         _log_epoch(record, writer)
     if not test_metrics:  # resumed a finished run: evaluate the final weights
-        test_metrics = evaluate(cfg, model, test_split, settings, dev)
+        test_metrics = evaluate(cfg, net, test_split, settings, dev)
     summary = _write_summary(cfg, out, test_metrics, wall, len(test_split), dev)
     return RunResult(out, out / CHECKPOINT_NAME, summary, model)
 
