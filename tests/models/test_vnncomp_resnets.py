@@ -11,18 +11,16 @@ import torch
 from torchcert.bounds import BoundGraph, Box, crown, ibp
 from torchcert.models import build_model
 
-from conftest import shared_path
 
-
-def _onnx_model(name: str):
+def _onnx_model(vnncomp_dir, name: str):
     onnx = pytest.importorskip("onnx")
-    path = shared_path("vnncomp", "2021", "cifar10_resnet", "onnx", f"{name}.onnx.gz")
+    path = vnncomp_dir / "2021" / "cifar10_resnet" / "onnx" / f"{name}.onnx.gz"
     return onnx.load_from_string(gzip.decompress(path.read_bytes()))
 
 
 @pytest.mark.parametrize("name", ["resnet_2b", "resnet_4b"])
-def test_vnncomp_weights_load_and_match_onnxruntime(name):
-    proto = _onnx_model(name)
+def test_vnncomp_weights_load_and_match_onnxruntime(vnncomp_dir, name):
+    proto = _onnx_model(vnncomp_dir, name)
     from onnx import numpy_helper
 
     model = build_model(name, 3, 32).eval()

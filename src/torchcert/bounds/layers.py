@@ -17,12 +17,14 @@ import torch
 from torch import nn
 
 from .graph import Operation, is_chain, is_sequential_tree, sequential_operations, traced_operations
-from .rules import affine, avgpool, batchnorm, concat, conv, flatten, identity, linear, maxpool, merge, pad, relu
+from .rules import (affine, avgpool, batchnorm, concat, conv, conv_transpose, flatten, identity, linear, maxpool, merge,
+                    pad, relu)
 
 #: module type -> rule module
 RULES = {
     nn.Linear: linear,
     nn.Conv2d: conv,
+    nn.ConvTranspose2d: conv_transpose,
     nn.BatchNorm1d: batchnorm,
     nn.BatchNorm2d: batchnorm,
     nn.ReLU: relu,
@@ -98,9 +100,11 @@ def chain(layers: Sequence[Layer]) -> bool:
 
 
 def graph_walk(layers: Sequence[Layer]) -> bool:
-    """Whether CROWN must walk the graph (``bounds.dag``): residual connections, max pooling (whose relaxation
-    only the graph walk applies) or padding (which the patch path does not pass)."""
-    return not chain(layers) or any(layer.rule in (maxpool, pad) for layer in layers)
+    """Whether CROWN must walk the graph (``bounds.dag``, dense rows): residual connections, or a feature-map
+    layer the patch rows do not pass (max pooling, padding, transposed convolution: ``patches.STEPS``)."""
+    from .patches import passes
+
+    return not chain(layers) or any(len(layer.out_shape) == 3 and not passes(layer.rule) for layer in layers)
 
 
 def relu_only(layers: Sequence[Layer]) -> Optional[str]:
