@@ -63,6 +63,9 @@ def test_wandb_offline_run_holds_every_epoch(tmp_path, monkeypatch):
         for key, value in scalars(record).items():
             assert key.encode() in data and json.dumps(value).encode() in data, (record["epoch"], key)
     assert b'"wandb":{"project":"torchcert-test","name":null,"mode":"offline"}' in data  # the config is logged
+    train(load_config(TrainConfig, "digits/cc-ibp", TINY + overrides), out, device="cpu", resume=True)
+    wandb.teardown()
+    assert len(list((out / "wandb").glob(f"offline-run-*-{run_id}"))) == 2  # resuming continues the same W&B run
 
 
 def test_wandb_asked_for_but_missing_is_an_error(tmp_path, monkeypatch):
