@@ -85,3 +85,6 @@ def test_preset_recognised_from_config_yaml(finished_run):
 
     assert preset_of(config_to_dict(load_config(TrainConfig, "mnist-0.1/cc-ibp-small"))) == "mnist-0.1/cc-ibp-small"
     assert preset_of({**config, "source": "my own recipe"}) == "custom" and preset_of({}) == "?"
+    preset = config_to_dict(load_config(TrainConfig, "digits/cc-ibp", ["run.threads=2", "run.tensorboard=true"]))
+    assert preset_of(preset) == "digits/cc-ibp"  # threads and loggers do not change the recipe
+    assert preset_of({**preset, "run": {**preset["run"], "seed": 1}}) == "digits/cc-ibp*"

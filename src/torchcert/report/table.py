@@ -73,15 +73,20 @@ def training_row(run: RunFolder, name: str) -> Row:
         s = run.summary
         acc = (s.get("nat_acc"), s.get("pgd_acc"), s.get("ibp_verified_acc"))
         samples, eps = s.get("test_samples"), s.get("eps", eps)
-        evaluation = "training (test split)"
+        evaluation = f"training ({_split(run)})"
     else:
         tested = [r for r in run.metrics if isinstance(r.get("test"), dict)]
         test = tested[-1]["test"] if tested else {}
         acc = (test.get("nat_acc"), test.get("adv_acc"), test.get("ver_acc"))
         samples = None
-        evaluation = f"training (test split, epoch {tested[-1]['epoch']})" if tested else "training (no test yet)"
+        evaluation = f"training ({_split(run)}, epoch {tested[-1]['epoch']})" if tested else "training (no test yet)"
     return Row(**facts, eps=eps, evaluation=evaluation, samples=samples, standard=acc[0], pgd=acc[1], ibp=acc[2],
                crown=None, alpha_crown=None, verified=acc[2], seconds_per_sample=None)
+
+
+def _split(run: RunFolder) -> str:
+    """What the training evaluation ran on: the test split, or the held-out part with ``data.valid_share``."""
+    return "held-out split" if run.config.get("data", {}).get("valid_share") is not None else "test split"
 
 
 def verify_row(run: RunFolder, name: str, results: VerifyFile) -> Row:
