@@ -62,3 +62,21 @@ def test_cli_errors(finished_run, tmp_path, capsys, monkeypatch):
     assert main(["report", str(finished_run), "--out", str(tmp_path / "r"), "--threads", "1"]) == 2
     assert "pip install matplotlib" in capsys.readouterr().err
     assert default_out([finished_run]) == finished_run / "report"
+
+
+def test_results_written_elsewhere_join_their_run(finished_run, run_copy, tmp_path):
+    pytest.importorskip("matplotlib")
+    from torchcert.verify.run import verify
+
+    elsewhere = tmp_path / "elsewhere.jsonl"
+    summary = verify(finished_run / "ckpt_last.pt", end=3, timeout=1.0, methods="ibp,crown", out=elsewhere,
+                     progress=False)
+    (run_copy / "ckpt_last.pt").write_bytes((run_copy / "ckpt_last.pt").read_bytes() + b"\0")  # the run went on
+    report = build_report([run_copy, finished_run], tmp_path / "out", ("png",), False, results=[elsewhere])
+    rows = [r for r in report.rows if r.run == "tiny"]
+    assert len(rows) == 3 and rows[2].evaluation == "verify ibp,crown" and rows[2].samples == 3
+    assert rows[2].verified == summary["verified"] and (tmp_path / "out" / "tiny" / "elsewhere-cascade.png").exists()
+    copy_rows = [r for r in report.rows if r.run == "copy"]
+    assert copy_rows[1].status.endswith("verified an earlier checkpoint") and "earlier" not in rows[1].status
+    with pytest.raises(ValueError, match="none of the runs' current checkpoints"):
+        build_report([run_copy], tmp_path / "out2", ("png",), False, results=[elsewhere])

@@ -16,6 +16,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run folders (the --out of train or quickstart)")
     parser.add_argument("--out", metavar="DIR", help="report folder (default RUN_DIR/report; required for several "
                                                      "runs)")
+    parser.add_argument("--results", nargs="+", default=[], metavar="FILE",
+                        help="verification results written elsewhere (`verify --out FILE`); each goes with the run "
+                             "whose checkpoint it verified. Those beside the checkpoints are found without this")
     parser.add_argument("--formats", default="png,svg", help="figure formats, a subset of png,svg (default both)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(run=run)
@@ -27,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
     out = args.out or default_out(args.runs)
     formats = tuple(f.strip() for f in args.formats.split(",") if f.strip())
     try:
-        report = build_report(args.runs, out, formats, progress=not args.no_progress)
+        report = build_report(args.runs, out, formats, progress=not args.no_progress, results=args.results)
     except ImportError as exc:  # matplotlib missing: one line with the install command
         print(f"torchcert report: error: {exc}", file=sys.stderr)
         return 2

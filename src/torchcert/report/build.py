@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import List, Sequence, Union
 
 from . import plots
-from .runs import RunFolder, VerifyFile, read_run
+from .runs import RunFolder, VerifyFile, attach_results, read_run
 from .table import Row, table_rows, to_csv, to_markdown
 
 LOG = logging.getLogger(__name__)
@@ -75,15 +75,16 @@ def verify_plots(results: VerifyFile, folder: Path, formats: Sequence[str] = FOR
 
 
 def build_report(run_dirs: Sequence[PathLike], out: PathLike, formats: Sequence[str] = FORMATS,
-                 progress: bool = True) -> Report:
-    """Read every run folder (finished or in progress), then write the report into ``out`` (created)."""
+                 progress: bool = True, results: Sequence[PathLike] = ()) -> Report:
+    """Read every run folder (finished or in progress) and the extra verification ``results`` files (each goes
+    with the run whose checkpoint it verified), then write the report into ``out`` (created)."""
     from torchcert.progress import Progress
 
     unknown = sorted(set(formats) - set(FORMATS))
     if unknown or not formats:
         raise ValueError(f"unknown figure format(s) {unknown or list(formats)}; valid: {', '.join(FORMATS)}")
     plots.require_matplotlib()
-    runs = [read_run(path) for path in run_dirs]
+    runs = attach_results([read_run(path) for path in run_dirs], list(results))
     names = run_names(runs)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

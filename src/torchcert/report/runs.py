@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Union
 
@@ -106,6 +106,31 @@ def read_run(run_dir: PathLike) -> RunFolder:
     config = yaml.safe_load(config_file.read_text()) if config_file.exists() else {}
     return RunFolder(path, config or {}, read_metrics(metrics_file), read_json(path / "summary.json"),
                      [read_verify_file(p) for p in find_verify_files(path)])
+
+
+def checkpoint_sha256(run: RunFolder) -> Optional[str]:
+    """SHA-256 of the run's checkpoint now (what a verify header records), None when it has none."""
+    from torchcert.train.checkpoint import CHECKPOINT_NAME
+    from torchcert.verify.run import file_sha256
+
+    path = run.path / CHECKPOINT_NAME
+    return file_sha256(path) if path.is_file() else None
+
+
+def attach_results(runs: List[RunFolder], paths: List[PathLike]) -> List[RunFolder]:
+    """``runs`` with each results file of ``paths`` (``verify --out`` elsewhere) added to the run whose checkpoint
+    it verified (by the SHA-256 in its header); ValueError when no run has that checkpoint."""
+    hashes = [checkpoint_sha256(run) for run in runs]
+    runs = list(runs)
+    for path in paths:
+        results = read_verify_file(path)
+        sha = (results.settings or {}).get("checkpoint_sha256")
+        if sha is None or sha not in hashes:
+            raise ValueError(f"{path} verified a checkpoint (SHA-256 {str(sha)[:12]}...) that is none of the runs' "
+                             "current checkpoints; give the run folder it belongs to")
+        i = hashes.index(sha)
+        runs[i] = replace(runs[i], verifications=[*runs[i].verifications, results])
+    return runs
 
 
 def is_number(value: Any) -> bool:

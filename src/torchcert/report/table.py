@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import csv
 import io
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Dict, List, Optional, Sequence
 
 from torchcert.verify.results import summarise
 
 from .presets import preset_of
-from .runs import RunFolder, VerifyFile, is_number
+from .runs import RunFolder, VerifyFile, checkpoint_sha256, is_number
 
 #: accuracy columns (fractions in rows, percentages in the tables)
 ACCURACY_COLUMNS = ("standard", "pgd", "ibp", "crown", "alpha_crown", "verified")
@@ -114,11 +114,17 @@ def _verify_accuracies(records: Sequence[Dict[str, Any]], methods: Sequence[str]
 
 
 def table_rows(runs: Sequence[RunFolder], names: Sequence[str]) -> List[Row]:
-    """Rows of every run (named by ``names``): its training row, then one per verification file."""
+    """Rows of every run (named by ``names``): its training row, then one per verification file; a file that
+    verified another checkpoint than the run's current one (the run went on after ``verify``) says so."""
     rows: List[Row] = []
     for run, name in zip(runs, names):
         rows.append(training_row(run, name))
-        rows.extend(verify_row(run, name, results) for results in run.verifications)
+        sha = checkpoint_sha256(run) if run.verifications else None
+        for results in run.verifications:
+            row = verify_row(run, name, results)
+            if sha is not None and (results.settings or {}).get("checkpoint_sha256") != sha:
+                row = replace(row, status=row.status + "; verified an earlier checkpoint")
+            rows.append(row)
     return rows
 
 
