@@ -19,7 +19,8 @@ def test_quickstart_writes_its_report(tmp_path, capsys, monkeypatch):
     assert main(["quickstart", *TINY, "--out", str(out), "--threads", "1"]) == 0
     assert str(out / "report" / "report.md") in capsys.readouterr().out
     summary = json.loads((out / "summary.json").read_text())
-    assert f"| {100 * summary['nat_acc']:.2f} | {100 * summary['pgd_acc']:.2f} |" in (out / "report" / "table.md").read_text()
+    table = (out / "report" / "table.md").read_text()
+    assert f"| {100 * summary['nat_acc']:.2f} | {100 * summary['pgd_acc']:.2f} |" in table
     assert (out / "report" / "qs" / "accuracy.png").exists()
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # a second quickstart (reusing the run) without it
     assert main(["quickstart", *TINY, "--out", str(out), "--threads", "1"]) == 0

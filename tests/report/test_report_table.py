@@ -42,8 +42,9 @@ def test_rows_equal_the_summaries(finished_run):
 def test_markdown_and_csv_hold_the_summary_numbers(finished_run):
     summary = json.loads((finished_run / "summary.json").read_text())
     rows = _rows(finished_run)
-    header, _, first, second = to_markdown(rows).splitlines()
-    cells = dict(zip([c.strip() for c in header.strip("|").split("|")], [c.strip() for c in first.strip("|").split("|")]))
+    header, _, first, _ = to_markdown(rows).splitlines()
+    split = lambda line: [c.strip() for c in line.strip("|").split("|")]  # noqa: E731
+    cells = dict(zip(split(header), split(first)))
     assert cells["standard"] == f"{100 * summary['nat_acc']:.2f}" and cells["PGD"] == f"{100 * summary['pgd_acc']:.2f}"
     assert cells["IBP"] == f"{100 * summary['ibp_verified_acc']:.2f}" and cells["CROWN"] == "—"
     assert cells["training time"] == format_seconds(summary["wall_seconds"]) and cells["preset"] == "digits/cc-ibp*"

@@ -26,9 +26,10 @@ def _resolved_presets() -> Tuple[Tuple[str, Dict[str, Any]], ...]:
 
 
 def preset_of(config: Dict[str, Any]) -> str:
-    """The preset whose resolved config equals ``config`` (but for :data:`NOT_RECIPE`); the preset with the same ``source`` (the original
-    command it reproduces) and :data:`OVERRIDDEN` appended when some keys were overridden; ``"custom"`` when no
-    preset has that source (a YAML file of one's own), ``"?"`` when the config is unknown (no config.yaml)."""
+    """The preset whose resolved config equals ``config`` (but for :data:`NOT_RECIPE`); the preset with the same
+    ``source`` (the original command it reproduces) and :data:`OVERRIDDEN` appended when some keys were
+    overridden; ``"custom"`` when no preset has that source (a YAML file of one's own), ``"?"`` when the config is
+    unknown (no config.yaml)."""
     if not config:
         return "?"
     same_source, wanted = None, recipe(config)
