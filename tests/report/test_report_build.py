@@ -27,7 +27,7 @@ def test_report_files_of_finished_and_running_runs(finished_run, run_copy, tmp_p
                 assert path.stat().st_size > 1000 and path in report.files, path
     assert (out / name / "accuracy.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     table = (out / "table.md").read_text()
-    assert table.count("\n") == 2 + 4 and "in progress: epoch 3 of 3" in table
+    assert table.count("\n") == 2 + 4 and "unfinished (running or stopped): epoch 3 of 3" in table
     assert (out / "table.csv").read_text().count("\n") == 1 + 4
     assert "![accuracy](tiny/accuracy.png)" in (out / "report.md").read_text()
 

@@ -65,8 +65,8 @@ def test_run_in_progress_reports_its_last_test_epoch(run_copy):
     train_row, verify_row = _rows(run_copy)
     assert (train_row.standard, train_row.pgd, train_row.ibp) == \
         (epoch2["test"]["nat_acc"], epoch2["test"]["adv_acc"], epoch2["test"]["ver_acc"])
-    assert train_row.training_seconds == epoch2["time"] and train_row.status == "in progress: epoch 2 of 3"
-    assert "epoch 2" in train_row.evaluation and verify_row.status.endswith("verify in progress")
+    assert train_row.training_seconds == epoch2["time"] and train_row.status == "unfinished (running or stopped): epoch 2 of 3"
+    assert "epoch 2" in train_row.evaluation and verify_row.status.endswith("verify unfinished")
 
 
 def test_verify_row_leaves_out_stages_not_run(run_copy):

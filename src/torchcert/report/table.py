@@ -58,7 +58,7 @@ def _run_facts(run: RunFolder, name: str) -> Dict[str, Any]:
     if run.summary is not None:
         status, seconds = "finished", summary.get("wall_seconds")
     else:
-        status = f"in progress: epoch {last.get('epoch', 0)} of {run.planned_epochs or '?'}"
+        status = f"unfinished (running or stopped): epoch {last.get('epoch', 0)} of {run.planned_epochs or '?'}"
         seconds = last.get("time")
     return {"run": name, "preset": preset_of(cfg), "method": method,
             "dataset": cfg.get("data", {}).get("dataset") or summary.get("dataset") or "?",
@@ -98,7 +98,7 @@ def verify_row(run: RunFolder, name: str, results: VerifyFile) -> Row:
     if "bab" in methods:
         evaluation += f", BaB {settings.get('timeout', 0):g} s"
     if results.summary is None:
-        facts["status"] += "; verify in progress"
+        facts["status"] += "; verify unfinished"
     return Row(**facts, eps=settings.get("eps"), evaluation=evaluation, samples=len(results.records),
                seconds_per_sample=summarise(results.records)["mean_seconds"] if results.records else None,
                **_verify_accuracies(results.records, methods))
