@@ -50,6 +50,8 @@ def test_tensorboard_scalars_equal_metrics_jsonl(tmp_path):
 def test_wandb_offline_run_holds_every_epoch(tmp_path, monkeypatch):
     pytest.importorskip("wandb")
     monkeypatch.setenv("WANDB_SILENT", "true")
+    for name in ("WANDB_CACHE_DIR", "WANDB_CONFIG_DIR", "WANDB_DATA_DIR"):  # nothing written outside tmp_path
+        monkeypatch.setenv(name, str(tmp_path / name.lower()))
     out = tmp_path / "run"
     overrides = ["run.wandb.project=torchcert-test", "run.wandb.mode=offline"]
     train(load_config(TrainConfig, "digits/cc-ibp", TINY + overrides), out, device="cpu")
