@@ -2,7 +2,8 @@
 
 Run folder: ``config.yaml`` (the resolved config), ``metrics.jsonl`` (one line per epoch: train and, at test
 epochs, test metrics, ε, lr, time), ``ckpt_last.pt`` (after every epoch, atomic) and ``summary.json`` (test
-split at the end: ``nat_acc``, ``pgd_acc``, ``ibp_verified_acc``, ``wall_seconds``, ...).
+split at the end: ``nat_acc``, ``pgd_acc``, ``ibp_verified_acc``, ``wall_seconds``, ...); ``tensorboard/`` and
+``wandb/`` when those loggers are on (:mod:`torchcert.train.loggers`).
 """
 from __future__ import annotations
 
