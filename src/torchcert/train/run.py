@@ -2,7 +2,8 @@
 
 Run folder: ``config.yaml`` (the resolved config), ``metrics.jsonl`` (one line per epoch: train and, at test
 epochs, test metrics, ε, lr, time), ``ckpt_last.pt`` (after every epoch, atomic) and ``summary.json`` (test
-split at the end: ``nat_acc``, ``pgd_acc``, ``ibp_verified_acc``, ``wall_seconds``, ...).
+split at the end: ``nat_acc``, ``pgd_acc``, ``ibp_verified_acc``, ``wall_seconds``, ...); ``tensorboard/`` and
+``wandb/`` when those loggers are on (:mod:`torchcert.train.loggers`).
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterator, Optional, Tuple, Union
+from typing import Any, Dict, Iterator, List, Optional, Tuple, Union
 
 import torch
 from torch import nn
@@ -28,6 +29,7 @@ from torchcert.models import build_model
 from torchcert.train.checkpoint import CHECKPOINT_NAME, load_training_state, save_training_state
 from torchcert.train.config import TrainConfig
 from torchcert.train.init import initialise
+from torchcert.train.loggers import EpochLogger, open_loggers
 from torchcert.train.loop import BatchEps, Meter, StepSettings, eval_step, summarise, train_step
 from torchcert.train.schedules import is_reg_epoch, multistep_lr, smoothed_eps
 
@@ -183,7 +185,7 @@ def train(config: TrainConfig, out_dir: PathLike, data_dir: Optional[PathLike] =
         log.info("resuming %s after epoch %d (step %d)", out, start_epoch, step)
     settings = build_step_settings(cfg, dev)
     net = BoundGraph(model)  # the same module, its graph traced once for every bound of the run
-    writer = _tensorboard(out) if cfg.run.tensorboard else None
+    loggers = open_loggers(cfg, out)
     test_metrics: Dict[str, float] = {}
     for epoch in range(start_epoch + 1, cfg.run.epochs + 1):
         started = time.perf_counter()
@@ -201,7 +203,9 @@ def train(config: TrainConfig, out_dir: PathLike, data_dir: Optional[PathLike] =
         save_training_state(out / CHECKPOINT_NAME, model, optimizer, epoch, step, generators, wall,
                             config_to_dict(cfg))
         _append_jsonl(out / "metrics.jsonl", record)
-        _log_epoch(record, writer)
+        _log_epoch(record, loggers)
+    for logger in loggers:
+        logger.close()
     if not test_metrics:  # resumed a finished run: evaluate the final weights
         test_metrics = evaluate(cfg, net, test_split, settings, dev)
     summary = _write_summary(cfg, out, test_metrics, wall, len(test_split), dev)
@@ -280,28 +284,13 @@ def _truncate_metrics(path: Path, last_epoch: int) -> None:
     _atomic_write(path, "".join(ln + "\n" for ln in lines))
 
 
-def _log_epoch(record: Dict[str, Any], writer: Any) -> None:
+def _log_epoch(record: Dict[str, Any], loggers: List[EpochLogger]) -> None:
     test = record.get("test")
     log.info("epoch %d train_eps %.5f lr %.2e train %s%s", record["epoch"], record["train_eps"], record["lr"],
              {k: round(v, 4) for k, v in record["train"].items()},
              f" test {({k: round(v, 4) for k, v in test.items()})}" if test else "")
-    if writer is not None:
-        for split in ("train", "test"):
-            for key, value in record.get(split, {}).items():
-                writer.add_scalar(f"{split}/{key}", value, record["epoch"])
-        writer.add_scalar("train_eps", record["train_eps"], record["epoch"])
-        writer.add_scalar("lr", record["lr"], record["epoch"])
-        writer.flush()
-
-
-def _tensorboard(out: Path) -> Any:
-    """A TensorBoard writer in ``out/tensorboard`` if tensorboard is installed, else None (with a warning)."""
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:
-        log.warning("run.tensorboard is on but tensorboard is not installed (pip install tensorboard); skipping")
-        return None
-    return SummaryWriter(str(out / "tensorboard"))
+    for logger in loggers:
+        logger.log(record)
 
 
 def _write_summary(cfg: TrainConfig, out: Path, test: Dict[str, float], wall: float, n_test: int,
