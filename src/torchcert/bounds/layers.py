@@ -107,12 +107,6 @@ def graph_walk(layers: Sequence[Layer]) -> bool:
     return not chain(layers) or any(len(layer.out_shape) == 3 and not passes(layer.rule) for layer in layers)
 
 
-def relu_only(layers: Sequence[Layer]) -> Optional[str]:
-    """Why branch and bound cannot split this network (None when every nonlinearity is a ReLU)."""
-    pools = [layer.name for layer in layers if layer.rule is maxpool]
-    return f"branch and bound splits ReLUs only; this network has max pooling ({', '.join(pools)})" if pools else None
-
-
 class BoundGraph(nn.Module):
     """``net`` with its operations traced once: every bound function given a BoundGraph reads these operations
     instead of tracing ``net`` again (tracing and its check cost more than IBP itself on a small residual net).
