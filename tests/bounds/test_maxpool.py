@@ -105,3 +105,35 @@ def test_crown_beats_ibp_somewhere_with_max_pooling():
         with torch.no_grad():
             better += int((crown(model, box, C).lower > ibp(model, box, C).lower + 1e-9).sum())
     assert better > 0
+
+
+def test_a_pool_registered_under_two_names_is_rewritten_everywhere():
+    """A max pooling kept as an attribute and inside a Sequential is one module under two names: the ReLU form
+    replaces it at both, so branch and bound's leaves are affine and its verdict is the MILP's."""
+    from torchcert.bounds.relu_form import relu_form
+    from torchcert.verify import BabSettings, branch_and_bound
+
+    class Shared(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            torch.manual_seed(3)
+            self.pool = nn.MaxPool2d((1, 2))
+            self.features = nn.Sequential(nn.Conv2d(1, 2, 3, 1, 1), nn.ReLU(), self.pool)
+            self.fc = nn.Linear(2 * 4 * 2, 2)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.fc(torch.flatten(self.features(x), 1))
+
+    model = Shared().double().eval()
+    rewritten = relu_form(model, (1, 4, 4))
+    assert not any(isinstance(m, nn.MaxPool2d) for _, m, _ in rewritten.operations)
+    from verify.milp_graph import exact_min_margin_graph
+
+    x = torch.rand(1, 1, 4, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    C = torch.tensor([[[1.0, -1.0]]], dtype=torch.float64) * (1 if model(x)[0, 0] > model(x)[0, 1] else -1)
+    for eps in (0.05, 0.5):
+        box = Box(x - eps, x + eps)
+        exact = exact_min_margin_graph(model, box.lower, box.upper, C)
+        result = branch_and_bound(model, box, C, BabSettings(timeout=60, attacks=False))
+        assert result.status == ("verified" if exact > 0 else "falsified"), (eps, exact, result)
+        assert result.lower_bound <= exact + 1e-7

@@ -165,3 +165,17 @@ def test_branch_and_bound_through_a_transposed_convolution_matches_the_milp():
         result = branch_and_bound(model, box, C, BabSettings(timeout=60, attacks=False))
         assert result.status == ("verified" if exact > 0 else "falsified"), (eps, exact, result)
         assert result.lower_bound <= exact + 1e-7
+
+
+def test_a_module_called_with_more_than_its_input_is_refused():
+    class Sized(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.up = nn.ConvTranspose2d(1, 1, 3, 2, 1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.up(x, output_size=[6, 6]).flatten(1)
+
+    box = Box(torch.zeros(1, 1, 3, 3), torch.ones(1, 1, 3, 3))
+    with pytest.raises(ValueError, match="called on one tensor and nothing else"):
+        ibp(Sized(), box)

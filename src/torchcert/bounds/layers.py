@@ -11,7 +11,7 @@ import copy
 import dataclasses
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any, Callable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -107,59 +107,114 @@ def graph_walk(layers: Sequence[Layer]) -> bool:
     return not chain(layers) or any(len(layer.out_shape) == 3 and not passes(layer.rule) for layer in layers)
 
 
+@dataclass
+class _Trace:
+    """The operations of a network in one state (see :func:`_state`), and the (shape, dtype) pairs checked."""
+
+    traced: bool
+    operations: Tuple[Operation, ...]
+    checked: set
+
+
+def _state(net: nn.Module) -> tuple:
+    """What a trace depends on besides the forward's code: the modules (by identity), their training flags, hooks
+    and plain scalar attributes (a flag or a number the forward may branch on)."""
+    from torch.nn.modules import module as torch_module
+
+    hooks = (len(torch_module._global_forward_hooks), len(torch_module._global_forward_pre_hooks))
+    return hooks + tuple(
+        (id(m), len(m._forward_hooks), len(m._forward_pre_hooks),
+         tuple((k, v) for k, v in vars(m).items() if isinstance(v, (bool, int, float, str)) and not k.startswith("_")))
+        for m in net.modules())
+
+
 class BoundGraph(nn.Module):
-    """``net`` with its operations traced once: every bound function given a BoundGraph reads these operations
-    instead of tracing ``net`` again (tracing and its check cost more than IBP itself on a small residual net).
+    """``net`` with its operations traced once per state: every bound function given a BoundGraph reads these
+    operations instead of tracing ``net`` at each call (tracing and its check cost more than IBP itself on a small
+    residual net).
 
     It runs as ``net`` does (``forward``, ``parameters()``, ``.to()``, ``.eval()`` reach ``net``). The operations
-    hold ``net``'s own submodules, so weights are read at each call; replacing a submodule after construction is
-    refused at the next bound (build a new BoundGraph). Each input shape is checked once against ``net``'s own
-    forward (:func:`check_traced`, on an eval-mode copy if ``net`` is training).
+    hold ``net``'s own submodules and read its tensors at each call, so weights, buffers and parameters are always
+    current. Anything else a trace depends on (a replaced submodule, ``train()``/``eval()``, a hook, a scalar
+    attribute the forward branches on) changes :func:`_state`, and the network is traced again for that state
+    (the last few states are kept). Each trace is checked once per input shape and dtype against ``net``'s own
+    forward (:func:`check_traced`); a training-mode trace must equal the eval-mode trace of a copy, which is then
+    checked, so a forward that branches on ``self.training`` is refused rather than bounded by the wrong branch.
     """
+
+    KEPT = 4
 
     def __init__(self, net: nn.Module) -> None:
         super().__init__()
         if isinstance(net, BoundGraph):
             net = net.net
         self.net = net
-        self.traced = not is_sequential_tree(net, has_rule)
-        self.operations = tuple(traced_operations(net, has_rule) if self.traced else sequential_operations(net))
-        self.structure = tuple(net.modules())
-        self.checked: set = set()  # (in_shape, dtype) pairs whose trace was compared with net's forward
+        self.traces: Dict[tuple, _Trace] = {}
+        self.current()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
 
-    def current_operations(self) -> Tuple[Operation, ...]:
-        """The traced operations; ValueError if ``net``'s submodules changed since they were traced."""
-        now = tuple(self.net.modules())
-        if len(now) != len(self.structure) or any(a is not b for a, b in zip(now, self.structure)):
-            raise ValueError("the network's modules changed after its BoundGraph was built; build a new one")
-        return self.operations
+    def current(self) -> _Trace:
+        """The trace of ``net`` in its present state (traced now if this state is new)."""
+        key = _state(self.net)
+        if key not in self.traces:
+            traced = not is_sequential_tree(self.net, has_rule)
+            ops = traced_operations(self.net, has_rule) if traced else sequential_operations(self.net)
+            while len(self.traces) >= self.KEPT:
+                self.traces.pop(next(iter(self.traces)))
+            self.traces[key] = _Trace(traced, tuple(ops), set())
+        return self.traces[key]
+
+    @property
+    def traced(self) -> bool:
+        return self.current().traced
+
+    @property
+    def operations(self) -> Tuple[Operation, ...]:
+        return self.current().operations
 
 
 def _operations(model: nn.Module) -> Tuple[bool, Sequence[Operation]]:
     """Whether ``model`` is traced (not a tree of Sequentials), and its operations (cached in a BoundGraph)."""
     if isinstance(model, BoundGraph):
-        return model.traced, model.current_operations()
+        trace = model.current()
+        return trace.traced, trace.operations
     traced = not is_sequential_tree(model, has_rule)
     return traced, traced_operations(model, has_rule) if traced else sequential_operations(model)
 
 
+def _structure(ops: Sequence[Operation]) -> list:
+    """Names, types and inputs of the operations, and what a constant operation computes."""
+    def what(module: nn.Module) -> Any:
+        source = getattr(module, "source", None)
+        if source is None:
+            return None
+        root, target, kind = source
+        return target, kind, None if isinstance(root, nn.Module) else float(root.value)
+
+    return [(name, type(module).__name__, inputs, what(module)) for name, module, inputs in ops]
+
+
 def _check_once(model: nn.Module, layers: Sequence[Layer], in_shape: Tuple[int, ...], dtype: torch.dtype) -> None:
-    """:func:`check_traced` once per BoundGraph and input shape (every call for a plain module in eval mode)."""
+    """:func:`check_traced` once per BoundGraph state and input shape (every call for a plain module in eval mode;
+    never for a plain module in training mode)."""
     if not isinstance(model, BoundGraph):
         if not any(m.training for m in model.modules()):
             check_traced(model, layers, in_shape, dtype)
         return
-    if (in_shape, dtype) in model.checked:
+    trace = model.current()
+    if (in_shape, dtype) in trace.checked:
         return
     net = model.net
-    if any(m.training for m in net.modules()):  # the check compares eval-mode outputs
+    if any(m.training for m in net.modules()):  # the check compares eval-mode outputs: trace an eval-mode copy
         net = copy.deepcopy(net).eval()
+        if _structure(traced_operations(net, has_rule)) != _structure(trace.operations):
+            raise ValueError(f"{type(net).__name__}.forward traces to different operations in training and in eval "
+                             "mode (it branches on self.training): bounds refuse it in training mode")
         layers = build_layers(net, in_shape, dtype)
     check_traced(net, layers, in_shape, dtype)
-    model.checked.add((in_shape, dtype))
+    trace.checked.add((in_shape, dtype))
 
 
 def build_layers(model: nn.Module, in_shape: Tuple[int, ...], dtype: torch.dtype,

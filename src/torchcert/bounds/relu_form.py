@@ -56,17 +56,17 @@ def refusal(model: nn.Module) -> Optional[str]:
 
 
 def _pool_channels(model: nn.Module, in_shape: Tuple[int, ...], dtype: torch.dtype,
-                   device: torch.device) -> Dict[str, int]:
-    """Input channels of every max pooling, read by hooks on one forward pass."""
-    seen: Dict[str, int] = {}
-    names = {module: name for name, module in model.named_modules() if isinstance(module, nn.MaxPool2d)}
+                   device: torch.device) -> Dict[nn.Module, int]:
+    """Input channels of every max pooling module, read by hooks on one forward pass."""
+    seen: Dict[nn.Module, int] = {}
+    pools = {module for module in model.modules() if isinstance(module, nn.MaxPool2d)}
 
     def hook(module, inputs):
         channels = int(inputs[0].shape[1])
-        if seen.setdefault(names[module], channels) != channels:
-            raise ValueError(f"{names[module]} pools maps of {seen[names[module]]} and {channels} channels")
+        if seen.setdefault(module, channels) != channels:
+            raise ValueError(f"{module} pools maps of {seen[module]} and {channels} channels")
 
-    handles = [module.register_forward_pre_hook(hook) for module in names]
+    handles = [module.register_forward_pre_hook(hook) for module in pools]
     try:
         with torch.no_grad():
             model(torch.zeros((1,) + tuple(in_shape), dtype=dtype, device=device))
@@ -78,7 +78,9 @@ def _pool_channels(model: nn.Module, in_shape: Tuple[int, ...], dtype: torch.dty
 
 def relu_form(model: nn.Module, in_shape: Tuple[int, ...]) -> BoundGraph:
     """A copy of ``model`` (a module or BoundGraph) with every ``nn.MaxPool2d`` replaced by a :class:`ReluMax`
-    (``model`` itself, as a BoundGraph, when it has none); ValueError if :func:`refusal` names one."""
+    wherever it is registered (a module may be registered under several names); ``model`` itself, as a
+    BoundGraph, when it has none. ValueError if :func:`refusal` names a pooling, or if any max pooling is left
+    in the rewritten graph (branch and bound's leaves would not be affine)."""
     net = model.net if isinstance(model, BoundGraph) else model
     if not any(isinstance(m, nn.MaxPool2d) for m in net.modules()):
         return model if isinstance(model, BoundGraph) else BoundGraph(model)
@@ -87,10 +89,15 @@ def relu_form(model: nn.Module, in_shape: Tuple[int, ...]) -> BoundGraph:
         raise ValueError(reason)
     param = next(iter(net.parameters()), torch.zeros(()))
     channels = _pool_channels(net, in_shape, param.dtype, param.device)
-    net = copy.deepcopy(net)
-    for name, module in list(net.named_modules()):
-        if isinstance(module, nn.MaxPool2d) and name in channels:
-            parent, _, child = name.rpartition(".")
-            owner = net.get_submodule(parent) if parent else net
-            setattr(owner, child, ReluMax(module, channels[name], param.dtype).to(param.device))
-    return BoundGraph(net)
+    memo: Dict[int, nn.Module] = {}
+    net = copy.deepcopy(net, memo)
+    swap = {memo[id(pool)]: ReluMax(pool, count, param.dtype).to(param.device) for pool, count in channels.items()}
+    for owner in list(net.modules()):
+        for child_name, child in list(owner._modules.items()):
+            if child in swap:
+                owner._modules[child_name] = swap[child]
+    graph = BoundGraph(net)
+    left = [name for name, module, _ in graph.operations if isinstance(module, nn.MaxPool2d)]
+    if left:
+        raise ValueError(f"max pooling left after the ReLU rewrite ({', '.join(left)}): branch and bound refuses")
+    return graph

@@ -23,6 +23,7 @@ from torch import nn
 
 from torchcert.bounds import Box
 from torchcert.bounds.layers import Layer, build_layers, forward
+from torchcert.bounds.rules import maxpool
 
 from .domains import NeuronIndex, dense_signs, flat_bounds
 
@@ -37,8 +38,14 @@ class LeafSolution:
 
 
 def leaf_layers(model: nn.Module, box: Box) -> List[Layer]:
-    """The bound engine's layers of ``model`` (eval mode) in float64, for inputs shaped like ``box``."""
-    return build_layers(model, tuple(box.lower.shape[1:]), torch.float64)
+    """The bound engine's layers of ``model`` (eval mode) in float64, for inputs shaped like ``box``. ValueError
+    if a layer other than a ReLU is not affine (max pooling: branch and bound uses its ReLU form), since a leaf
+    with every ReLU fixed is solved as an affine function of the input."""
+    layers = build_layers(model, tuple(box.lower.shape[1:]), torch.float64)
+    nonlinear = [layer.name for layer in layers if layer.rule is maxpool]
+    if nonlinear:
+        raise ValueError(f"exact leaves need ReLUs as the only nonlinearity; found max pooling {nonlinear}")
+    return layers
 
 
 def _masked_forward(layers: Sequence[Layer], x: torch.Tensor, masks: Sequence[torch.Tensor]) -> tuple:
