@@ -165,3 +165,32 @@ def test_max_pooling_bounds_on_cuda_equal_cpu():
         cpu = method(*_on("cpu", model, box, C)).lower
         gpu = method(*_on(DEVICE, model, box, C)).lower
         torch.testing.assert_close(gpu.cpu(), cpu, rtol=1e-9, atol=1e-9)
+
+
+class _Normalised(nn.Module):
+    """Constants in a traced forward: per-channel buffers and numbers (stand-ins that must follow the device)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.tensor([0.2, -0.1]).view(1, 2, 1, 1))
+        self.register_buffer("std", torch.tensor([0.5, 2.0]).view(2, 1, 1))
+        self.conv = nn.Conv2d(2, 3, 3)
+        self.fc = nn.Linear(3 * 2 * 2, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = (x - self.mean) / self.std
+        x = torch.relu(self.conv(2 * x + 1))
+        return self.fc(torch.flatten(x, 1)) - 0.5
+
+
+def test_constants_of_a_traced_forward_follow_the_device():
+    from torchcert.bounds import BoundGraph, Box
+
+    torch.manual_seed(0)
+    model = _Normalised().double().eval()
+    x = torch.rand(2, 2, 4, 4, dtype=torch.float64)
+    box, C = Box(x - 0.05, x + 0.05), torch.eye(2, dtype=torch.float64).expand(2, 2, 2)
+    cpu = crown(model, box, C).lower
+    for bounded in (model.to(DEVICE), BoundGraph(model.to(DEVICE))):
+        gpu = crown(bounded, Box(box.lower.to(DEVICE), box.upper.to(DEVICE)), C.to(DEVICE)).lower
+        torch.testing.assert_close(gpu.cpu(), cpu, rtol=1e-9, atol=1e-9)

@@ -74,16 +74,8 @@ def _constant_affine(op: Callable[..., Any]) -> Callable[..., Optional[nn.Module
             return None
         if isinstance(c, fx.Node):
             return ChannelAffine(1.0, 0.0, source=(c.meta["root"], str(c.target), kind))
-        return ChannelAffine(1.0, 0.0, source=(_Number(float(c)), "value", kind))
+        return ChannelAffine(*ChannelAffine.by_kind(kind, torch.tensor(float(c), dtype=torch.float64)))
     return build
-
-
-class _Number:
-    """A number as a live source of :class:`ChannelAffine` (``value`` never changes)."""
-
-    def __init__(self, value: float) -> None:
-        self.value = torch.tensor(value, dtype=torch.float64)
-
 
 #: functions of a traced forward -> a factory of the module standing for them (None: refused with the reason)
 FUNCTIONS: Dict[Callable[..., Any], Callable[..., Optional[nn.Module]]] = {
@@ -161,7 +153,13 @@ def traced_operations(model: nn.Module, known: Callable[[nn.Module], bool]) -> L
         raise ValueError(f"bounds could not trace {type(model).__name__} with torch.fx: {err}") from None
     graph = fx.GraphModule(model, graph).graph  # owned by a module, as fx's purity checks need
     graph.eliminate_dead_code()  # operations whose result nothing reads are not part of the function
-    return _walk(model, graph)
+    ops = _walk(model, graph)
+    device = next((t.device for t in list(model.parameters()) + list(model.buffers())), None)
+    own = set(model.modules())
+    for _, module, _ in ops:  # stand-ins (ChannelAffine, ...) hold their constants where the network is
+        if module not in own and device is not None:
+            module.to(device)
+    return ops
 
 
 def is_chain(inputs: Sequence[Tuple[int, ...]]) -> bool:

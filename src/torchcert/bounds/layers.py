@@ -188,10 +188,10 @@ def _structure(ops: Sequence[Operation]) -> list:
     """Names, types and inputs of the operations, and what a constant operation computes."""
     def what(module: nn.Module) -> Any:
         source = getattr(module, "source", None)
-        if source is None:
-            return None
-        root, target, kind = source
-        return target, kind, None if isinstance(root, nn.Module) else float(root.value)
+        if source is not None:
+            return source[1:]  # the attribute read and the operation
+        fixed = [getattr(module, name, None) for name in ("fixed_scale", "fixed_shift")]
+        return tuple(t.tolist() for t in fixed) if fixed[0] is not None else None
 
     return [(name, type(module).__name__, inputs, what(module)) for name, module, inputs in ops]
 

@@ -36,7 +36,11 @@ class ChannelAffine(nn.Module):
         value: Any = root
         for part in target.split("."):
             value = getattr(value, part)
-        c = value.to(torch.float64)
+        return self.by_kind(kind, value.to(torch.float64))
+
+    @staticmethod
+    def by_kind(kind: str, c: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """``(scale, shift)`` of ``x + c``, ``x - c``, ``c - x``, ``x * c``, ``x / c`` (kinds add, sub, rsub, mul, div)."""
         one, zero = torch.ones_like(c), torch.zeros_like(c)
         return {"add": (one, c), "sub": (one, -c), "rsub": (-one, c), "mul": (c, zero), "div": (1.0 / c, zero)}[kind]
 
