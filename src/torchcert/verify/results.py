@@ -115,11 +115,16 @@ class ResultStore:
 
     def add(self, record: Dict[str, Any]) -> None:
         """Append one record and flush it to disk before returning."""
+        self.add_many([record])
+
+    def add_many(self, records: List[Dict[str, Any]]) -> None:
+        """Append records (e.g. a batch's) and flush them to disk, with one ``fsync``, before returning."""
         if self._fresh:
             self._start_file()
-        self.records[int(record["idx"])] = record
+        for record in records:
+            self.records[int(record["idx"])] = record
         with self.path.open("a") as handle:
-            handle.write(json.dumps(record) + "\n")
+            handle.write("".join(json.dumps(record) + "\n" for record in records))
             handle.flush()
             os.fsync(handle.fileno())
 

@@ -196,10 +196,9 @@ def _verify_indices(setup: EvalSetup, cfg: VerifyConfig, indices: List[int], sto
     bar = Progress(batches, len(batches), f"verify (batches of {cfg.batch_size})", progress, every=10.0)
     verified = done = 0
     for batch in bar:
-        for idx, result in zip(batch, _verify_batch(setup, cfg, batch, bound_model)):
-            x_label = int(setup.split.labels[idx])
-            store.add(record_of(idx, x_label, result))
-            verified, done = verified + result.verified, done + 1
+        results = _verify_batch(setup, cfg, batch, bound_model)
+        store.add_many([record_of(idx, int(setup.split.labels[idx]), r) for idx, r in zip(batch, results)])
+        verified, done = verified + sum(r.verified for r in results), done + len(results)
         bar.update(verified=f"{verified}/{done}")
 
 
