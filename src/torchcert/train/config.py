@@ -124,6 +124,9 @@ class RunConfig:
 
     ``progress``: live progress bars (shown only on a terminal; logs get one line per epoch).
     ``threads``: CPU threads for PyTorch (None keeps PyTorch's default; 1 is fastest for tiny networks).
+    ``sync_bn``: under torchrun, BatchNorm normalises by the statistics of the global batch (forward and bounds),
+    so N processes compute what one process computes: the original semantics, the default. False: each process
+    uses its own rows' statistics (no communication per layer; results then depend on the number of processes).
     """
 
     epochs: int = 160
@@ -134,6 +137,7 @@ class RunConfig:
     progress: bool = True
     tensorboard: bool = False
     threads: Optional[int] = None
+    sync_bn: bool = True
 
 
 @dataclass(frozen=True)
