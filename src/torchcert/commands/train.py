@@ -8,8 +8,6 @@ import argparse
 import json
 import os
 
-from torchcert.verify.shards import launcher
-
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -32,6 +30,7 @@ def run(args: argparse.Namespace) -> int:
     from torchcert.config import load_config
     from torchcert.train.config import TrainConfig
     from torchcert.train.run import train
+    from torchcert.verify.shards import launcher
 
     overrides = list(args.overrides)
     if getattr(args, "threads", None) is not None:  # the command line wins over the config's run.threads

@@ -168,6 +168,17 @@ def reduce_meter(sums: Dict[str, Tensor], counts: Dict[str, int], world: World) 
             {k: int(round(float(packed[n + i]))) for i, k in enumerate(keys)})
 
 
+def share_buffers(model: nn.Module, world: World) -> None:
+    """Copy rank 0's buffers (BatchNorm running statistics) to every rank: with per-rank statistics they drift
+    apart after the last forward of an epoch, and evaluation and the checkpoint must see rank 0's."""
+    if not world.distributed:
+        return
+    import torch.distributed as dist
+
+    for buffer in model.buffers():
+        dist.broadcast(buffer, src=0)
+
+
 def init_world(launch, device_type: str) -> World:
     """Join the process group of a torchrun launch (``launch``: rank, world, local_rank; see
     :func:`torchcert.verify.shards.launcher`): NCCL on GPUs, gloo on CPUs."""

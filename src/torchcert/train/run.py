@@ -26,7 +26,7 @@ from torchcert.losses import get_loss
 from torchcert.models import build_model
 from torchcert.train.checkpoint import CHECKPOINT_NAME, load_training_state, save_training_state
 from torchcert.train.config import TrainConfig
-from torchcert.train.distributed import World, reduce_meter, rows, wrap
+from torchcert.train.distributed import World, reduce_meter, rows, share_buffers, wrap
 from torchcert.train.init import initialise
 from torchcert.train.loop import BatchEps, Meter, StepSettings, eval_step, summarise, train_step
 from torchcert.train.schedules import is_reg_epoch, multistep_lr, smoothed_eps
@@ -169,6 +169,8 @@ def train_epoch(cfg: TrainConfig, model: nn.Module, optimizer: torch.optim.Optim
         if shown and (i % 10 == 0 or i == epoch_length - 1):
             keys = ("loss", "nat_acc", "ver_acc")
             bar.update(**{k: f"{v:.3f}" for k, v in summarise(meter).items() if k in keys}, train_eps=f"{eps:.4f}")
+    if not cfg.run.sync_bn:
+        share_buffers(model, world)
     return summarise(_reduced(meter, world)), step, eps
 
 
