@@ -14,10 +14,12 @@ import torch
 
 pytest.importorskip("sklearn")  # the digits data set
 
-#: a BatchNorm network (so sync_bn matters), the regulariser, one-step attack and IBP bounds of the digits preset
+#: a BatchNorm network (so sync_bn matters), two micro-batches per step (no_sync), the regulariser, one-step attack
+#: and IBP bounds of the digits preset, PGD-20 in the evaluation
 OVERRIDES = ["model.name=cnn_7layer_bn2", "model.options.width=4", "model.options.linear_size=16",
              "data.train_limit=640", "data.test_limit=64", "run.epochs=3", "eps.start=1", "eps.length=2",
-             "optim.name=sgd", "optim.lr=0.05", "run.test_interval=3", "run.progress=false", "run.threads=1"]
+             "optim.name=sgd", "optim.lr=0.05", "optim.grad_acc_steps=2", "run.test_interval=3", "run.progress=false",
+             "run.threads=1"]
 
 
 def _torchrun(out: Path, *extra: str) -> subprocess.Popen:

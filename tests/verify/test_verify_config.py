@@ -92,3 +92,23 @@ def test_every_branching_heuristic_decides_a_small_network(name):
     assert out.status in ("verified", "falsified")
     assert (out.status == "verified") == (margin > 0) or abs(margin) < 1e-3
     assert out.lower_bound <= margin + 1e-6  # exact leaves report the LP solver's optimum (its own tolerance)
+
+
+def test_download_reaches_the_data_loader(digits_checkpoint, tmp_path, monkeypatch):
+    """``verify(download=True)`` (the CLI's --download) is passed to the dataset loader."""
+    import importlib
+
+    setup_module = importlib.import_module("torchcert.verify.setup")
+    seen = []
+    real = setup_module.load_dataset
+
+    def spy(name, split, data_dir=None, download=False, **kwargs):
+        seen.append(download)
+        return real(name, split, data_dir, download=download, **kwargs)
+
+    monkeypatch.setattr(setup_module, "load_dataset", spy)
+    from torchcert import verify
+
+    verify(digits_checkpoint, dataset="digits", model="mlp", model_params="width=32,depth=2", eps=0.1, end=2,
+           out=tmp_path / "d.jsonl", methods="ibp", download=True, progress=False)
+    assert seen == [True]
