@@ -136,8 +136,10 @@ def evaluate(cfg: TrainConfig, model: nn.Module, split: Split, settings: StepSet
         noise = None
         if world.distributed and cfg.attack.test_steps > 0:
             noise = rows(torch.zeros_like(x).uniform_(generator=generator), world)
-        eval_step(model, rows(x, world), rows(labels, world), cfg.eps.value, settings, meter, cfg.attack.test_steps,
-                  cfg.attack.test_step_size, generator, noise)
+        mine = rows(x, world)
+        if mine.shape[0]:  # a last batch smaller than the world leaves some ranks without rows
+            eval_step(model, mine, rows(labels, world), cfg.eps.value, settings, meter, cfg.attack.test_steps,
+                      cfg.attack.test_step_size, generator, noise)
     model.train()
     return summarise(_reduced(meter, world))
 
