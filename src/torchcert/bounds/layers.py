@@ -7,6 +7,7 @@ shapes. BatchNorm directly after a Linear/Conv2d is folded into it:
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 from dataclasses import dataclass
 from types import ModuleType
@@ -15,13 +16,15 @@ from typing import Any, Callable, List, Optional, Sequence, Tuple
 import torch
 from torch import nn
 
-from .graph import is_chain, is_sequential_tree, sequential_operations, traced_operations
-from .rules import affine, avgpool, batchnorm, concat, conv, flatten, identity, linear, maxpool, merge, pad, relu
+from .graph import Operation, is_chain, is_sequential_tree, sequential_operations, traced_operations
+from .rules import (affine, avgpool, batchnorm, concat, conv, conv_transpose, flatten, identity, linear, maxpool, merge,
+                    pad, relu)
 
 #: module type -> rule module
 RULES = {
     nn.Linear: linear,
     nn.Conv2d: conv,
+    nn.ConvTranspose2d: conv_transpose,
     nn.BatchNorm1d: batchnorm,
     nn.BatchNorm2d: batchnorm,
     nn.ReLU: relu,
@@ -97,25 +100,76 @@ def chain(layers: Sequence[Layer]) -> bool:
 
 
 def graph_walk(layers: Sequence[Layer]) -> bool:
-    """Whether CROWN must walk the graph (``bounds.dag``): residual connections, max pooling (whose relaxation
-    only the graph walk applies) or padding (which the patch path does not pass)."""
-    return not chain(layers) or any(layer.rule in (maxpool, pad) for layer in layers)
+    """Whether CROWN must walk the graph (``bounds.dag``, dense rows): residual connections, or a feature-map
+    layer the patch rows do not pass (max pooling, padding, transposed convolution: ``patches.STEPS``)."""
+    from .patches import passes
+
+    return not chain(layers) or any(len(layer.out_shape) == 3 and not passes(layer.rule) for layer in layers)
 
 
-def relu_only(layers: Sequence[Layer]) -> Optional[str]:
-    """Why branch and bound cannot split this network (None when every nonlinearity is a ReLU)."""
-    pools = [layer.name for layer in layers if layer.rule is maxpool]
-    return f"branch and bound splits ReLUs only; this network has max pooling ({', '.join(pools)})" if pools else None
+class BoundGraph(nn.Module):
+    """``net`` with its operations traced once: every bound function given a BoundGraph reads these operations
+    instead of tracing ``net`` again (tracing and its check cost more than IBP itself on a small residual net).
+
+    It runs as ``net`` does (``forward``, ``parameters()``, ``.to()``, ``.eval()`` reach ``net``). The operations
+    hold ``net``'s own submodules, so weights are read at each call; replacing a submodule after construction is
+    refused at the next bound (build a new BoundGraph). Each input shape is checked once against ``net``'s own
+    forward (:func:`check_traced`, on an eval-mode copy if ``net`` is training).
+    """
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        if isinstance(net, BoundGraph):
+            net = net.net
+        self.net = net
+        self.traced = not is_sequential_tree(net, has_rule)
+        self.operations = tuple(traced_operations(net, has_rule) if self.traced else sequential_operations(net))
+        self.structure = tuple(net.modules())
+        self.checked: set = set()  # (in_shape, dtype) pairs whose trace was compared with net's forward
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    def current_operations(self) -> Tuple[Operation, ...]:
+        """The traced operations; ValueError if ``net``'s submodules changed since they were traced."""
+        now = tuple(self.net.modules())
+        if len(now) != len(self.structure) or any(a is not b for a, b in zip(now, self.structure)):
+            raise ValueError("the network's modules changed after its BoundGraph was built; build a new one")
+        return self.operations
+
+
+def _operations(model: nn.Module) -> Tuple[bool, Sequence[Operation]]:
+    """Whether ``model`` is traced (not a tree of Sequentials), and its operations (cached in a BoundGraph)."""
+    if isinstance(model, BoundGraph):
+        return model.traced, model.current_operations()
+    traced = not is_sequential_tree(model, has_rule)
+    return traced, traced_operations(model, has_rule) if traced else sequential_operations(model)
+
+
+def _check_once(model: nn.Module, layers: Sequence[Layer], in_shape: Tuple[int, ...], dtype: torch.dtype) -> None:
+    """:func:`check_traced` once per BoundGraph and input shape (every call for a plain module in eval mode)."""
+    if not isinstance(model, BoundGraph):
+        if not any(m.training for m in model.modules()):
+            check_traced(model, layers, in_shape, dtype)
+        return
+    if (in_shape, dtype) in model.checked:
+        return
+    net = model.net
+    if any(m.training for m in net.modules()):  # the check compares eval-mode outputs
+        net = copy.deepcopy(net).eval()
+        layers = build_layers(net, in_shape, dtype)
+    check_traced(net, layers, in_shape, dtype)
+    model.checked.add((in_shape, dtype))
 
 
 def build_layers(model: nn.Module, in_shape: Tuple[int, ...], dtype: torch.dtype,
                  bn_stats: Optional[dict] = None, fold_bn: bool = True) -> List[Layer]:
-    """Layer list of ``model`` for inputs of feature shape ``in_shape`` (no batch dimension), in topological
-    order, each with the indices of the layers it reads. In a chain, BatchNorm is folded into the Linear/Conv2d
-    before it, unless ``fold_bn`` is False (the operations as the module runs them); in a graph with residual
-    connections it stays a layer (the conv's output may have other readers). Identities are dropped."""
-    traced = not is_sequential_tree(model, has_rule)
-    ops = traced_operations(model, has_rule) if traced else sequential_operations(model)
+    """Layer list of ``model`` (a module or a :class:`BoundGraph`) for inputs of feature shape ``in_shape`` (no
+    batch dimension), in topological order, each with the indices of the layers it reads. In a chain, BatchNorm
+    is folded into the Linear/Conv2d before it, unless ``fold_bn`` is False (the operations as the module runs
+    them); in a graph with residual connections it stays a layer (the conv's output may have other readers).
+    Identities are dropped."""
+    traced, ops = _operations(model)
     linear_chain = is_chain([inputs for _, _, inputs in ops])  # then every layer reads "the previous one": ()
     layers: List[Layer] = []
     where: dict = {-1: -1}  # operation index -> layer index (identities and folds map to what they pass on)
@@ -146,8 +200,8 @@ def build_layers(model: nn.Module, in_shape: Tuple[int, ...], dtype: torch.dtype
         where[k] = len(layers) - 1
     if not linear_chain and is_chain([layer.inputs for layer in layers]):  # e.g. x + 0 folded away
         layers = [dataclasses.replace(layer, inputs=()) for layer in layers]
-    if traced and not any(m.training for m in model.modules()):
-        check_traced(model, layers, tuple(in_shape), dtype)
+    if traced:
+        _check_once(model, layers, tuple(in_shape), dtype)
     return layers
 
 
@@ -175,7 +229,8 @@ def check_traced(model: nn.Module, layers: Sequence[Layer], in_shape: Tuple[int,
     own = next((t.dtype for t in list(model.parameters()) + list(model.buffers()) if t.is_floating_point()),
                torch.float32)
     device = next((t.device for t in model.parameters()), torch.device("cpu"))
-    x = torch.randn((2,) + tuple(in_shape), generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    x = torch.randn((2,) + tuple(in_shape), generator=torch.Generator().manual_seed(0), dtype=torch.float64,
+                    device="cpu")
     with torch.no_grad():
         expected = model(x.to(device=device, dtype=own)).double()
         got = forward(layers, x.to(device=device, dtype=dtype))

@@ -2,7 +2,8 @@
 
 Run folder: ``config.yaml`` (the resolved config), ``metrics.jsonl`` (one line per epoch: train and, at test
 epochs, test metrics, ε, lr, time), ``ckpt_last.pt`` (after every epoch, atomic) and ``summary.json`` (test
-split at the end: ``nat_acc``, ``pgd_acc``, ``ibp_verified_acc``, ``wall_seconds``, ...).
+split at the end: ``nat_acc``, ``pgd_acc``, ``ibp_verified_acc``, ``wall_seconds``, ...); ``tensorboard/`` and
+``wandb/`` when those loggers are on (:mod:`torchcert.train.loggers`).
 """
 from __future__ import annotations
 
@@ -14,11 +15,12 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterator, Optional, Tuple, Union
+from typing import Any, Dict, Iterator, List, Optional, Tuple, Union
 
 import torch
 from torch import nn
 
+from torchcert.bounds import BoundGraph
 from torchcert.config import config_to_dict, dump_config
 from torchcert.data import (Split, augment, augmentation_for, data_range, dataset_info, iterate_batches, load_dataset,
                             normalize, train_valid_split)
@@ -28,6 +30,7 @@ from torchcert.train.checkpoint import CHECKPOINT_NAME, load_training_state, sav
 from torchcert.train.config import TrainConfig
 from torchcert.train.distributed import World, reduce_meter, rows, share_buffers, wrap
 from torchcert.train.init import initialise
+from torchcert.train.loggers import EpochLogger, open_loggers
 from torchcert.train.loop import BatchEps, Meter, StepSettings, eval_step, summarise, train_step
 from torchcert.train.schedules import is_reg_epoch, multistep_lr, smoothed_eps
 
@@ -223,20 +226,21 @@ def train(config: TrainConfig, out_dir: PathLike, data_dir: Optional[PathLike] =
         if world.main:
             _truncate_metrics(out / "metrics.jsonl", start_epoch)
             log.info("resuming %s after epoch %d (step %d)", out, start_epoch, step)
-    ddp = wrap(model, world, dev)
     settings = build_step_settings(cfg, dev)
-    writer = _tensorboard(out) if cfg.run.tensorboard and world.main else None
+    net = BoundGraph(model)  # the same module, its graph traced once for every bound of the run
+    ddp = wrap(net, world, dev)
+    loggers = open_loggers(cfg, out) if world.main else []
     test_metrics: Dict[str, float] = {}
     for epoch in range(start_epoch + 1, cfg.run.epochs + 1):
         started = time.perf_counter()
         lr = multistep_lr(cfg.optim.lr, epoch, cfg.optim.lr_milestones, cfg.optim.lr_decay_factor)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        train_metrics, step, eps = train_epoch(cfg, model, optimizer, train_split, settings, epoch, step, generators,
-                                               world, None if ddp is model else ddp)
+        train_metrics, step, eps = train_epoch(cfg, net, optimizer, train_split, settings, epoch, step, generators,
+                                               world, None if ddp is net else ddp)
         record = {"epoch": epoch, "step": step, "train_eps": eps, "lr": lr, "train": train_metrics}
         if epoch % cfg.run.test_interval == 0 or epoch == cfg.run.epochs:
-            test_metrics = evaluate(cfg, model, test_split, settings, dev, cfg.run.progress, world)
+            test_metrics = evaluate(cfg, net, test_split, settings, dev, cfg.run.progress, world)
             record["test"] = test_metrics
         record["epoch_seconds"] = time.perf_counter() - started
         wall += record["epoch_seconds"]
@@ -245,9 +249,11 @@ def train(config: TrainConfig, out_dir: PathLike, data_dir: Optional[PathLike] =
             save_training_state(out / CHECKPOINT_NAME, model, optimizer, epoch, step, generators, wall,
                                 config_to_dict(cfg))
             _append_jsonl(out / "metrics.jsonl", record)
-            _log_epoch(record, writer)
+            _log_epoch(record, loggers)
+    for logger in loggers:
+        logger.close()
     if not test_metrics:  # resumed a finished run: evaluate the final weights
-        test_metrics = evaluate(cfg, model, test_split, settings, dev, world=world)
+        test_metrics = evaluate(cfg, net, test_split, settings, dev, world=world)
     summary = _summary(cfg, test_metrics, wall, len(test_split), dev)
     if world.main:
         _atomic_write(out / "summary.json", json.dumps(summary, indent=2) + "\n")
@@ -339,28 +345,13 @@ def _truncate_metrics(path: Path, last_epoch: int) -> None:
     _atomic_write(path, "".join(ln + "\n" for ln in lines))
 
 
-def _log_epoch(record: Dict[str, Any], writer: Any) -> None:
+def _log_epoch(record: Dict[str, Any], loggers: List[EpochLogger]) -> None:
     test = record.get("test")
     log.info("epoch %d train_eps %.5f lr %.2e train %s%s", record["epoch"], record["train_eps"], record["lr"],
              {k: round(v, 4) for k, v in record["train"].items()},
              f" test {({k: round(v, 4) for k, v in test.items()})}" if test else "")
-    if writer is not None:
-        for split in ("train", "test"):
-            for key, value in record.get(split, {}).items():
-                writer.add_scalar(f"{split}/{key}", value, record["epoch"])
-        writer.add_scalar("train_eps", record["train_eps"], record["epoch"])
-        writer.add_scalar("lr", record["lr"], record["epoch"])
-        writer.flush()
-
-
-def _tensorboard(out: Path) -> Any:
-    """A TensorBoard writer in ``out/tensorboard`` if tensorboard is installed, else None (with a warning)."""
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:
-        log.warning("run.tensorboard is on but tensorboard is not installed (pip install tensorboard); skipping")
-        return None
-    return SummaryWriter(str(out / "tensorboard"))
+    for logger in loggers:
+        logger.log(record)
 
 
 def _summary(cfg: TrainConfig, test: Dict[str, float], wall: float, n_test: int,

@@ -27,7 +27,8 @@ from .attack import margin_pgd, min_margins, random_points
 from .branching import get_branching
 from .domain_bounds import OptimSettings, bound_minimisers, initial_alphas, optimise_domains
 from .domains import DomainQueue, NeuronIndex, split_relu_bounds
-from torchcert.bounds.layers import build_layers, relu_only
+from torchcert.bounds import relu_form
+from torchcert.bounds.layers import BoundGraph
 
 from .lp import leaf_layers, solve_leaf
 from .verdict import bound_copy, model_dtype, tolerance
@@ -153,8 +154,9 @@ class _Search:
 
 
 def bab_refusal(bound_model: nn.Module, box: Box) -> Optional[str]:
-    """Why branch and bound cannot decide this network (None when it can: every nonlinearity is a ReLU)."""
-    return relu_only(build_layers(bound_model, tuple(box.lower.shape[1:]), model_dtype(bound_model)))
+    """Why branch and bound cannot decide this network (None when it can: ReLUs, and max pooling that
+    :func:`~torchcert.bounds.relu_form.relu_form` rewrites as ReLUs)."""
+    return relu_form.refusal(bound_model.net if isinstance(bound_model, BoundGraph) else bound_model)
 
 
 def branch_and_bound(model: nn.Module, box: Box, C: torch.Tensor, settings: BabSettings = BabSettings(),
@@ -170,10 +172,12 @@ def branch_and_bound(model: nn.Module, box: Box, C: torch.Tensor, settings: BabS
         raise ValueError(f"branch_and_bound takes one box (1, *in) and C (1, M, K); got box "
                          f"{tuple(box.lower.shape)} and C {tuple(C.shape)}")
     branch = get_branching(settings.branching)  # an unknown name fails before any work
-    search = _Search(model, box, C, settings, generator, bound_copy(model) if bound_model is None else bound_model)
-    reason = bab_refusal(search.bound_model, box)
+    bound_model = bound_copy(model) if bound_model is None else bound_model
+    reason = bab_refusal(bound_model, box)
     if reason:
         raise ValueError(reason)
+    # splits are of ReLUs: max pooling is searched in its exact ReLU form (the user's model is still the one run)
+    search = _Search(model, box, C, settings, generator, relu_form.relu_form(bound_model, tuple(box.lower.shape[1:])))
     with torch.no_grad():
         root = [Box(b.lower.detach(), b.upper.detach())
                 for b in bounds.crown_relu_bounds(search.bound_model, search.bound_box)]

@@ -104,7 +104,8 @@ def solve_leaf(layers: Sequence[Layer], box: Box, C: torch.Tensor, root: Sequenc
     up = box.upper.detach().to(torch.float64).cpu()
     n = low.numel()
     device = box.lower.device
-    basis = torch.cat([torch.zeros(1, n, dtype=torch.float64), torch.eye(n, dtype=torch.float64)])
+    on_cpu = dict(dtype=torch.float64, device="cpu")  # explicit: the LP is solved on the CPU whatever the default
+    basis = torch.cat([torch.zeros(1, n, **on_cpu), torch.eye(n, **on_cpu)])
     masks = [m.to(device, torch.float64) for m in _phase_masks(root, index, split_row)]
     with torch.no_grad():
         out, pre = _masked_forward(layers, basis.view(n + 1, *low.shape[1:]).to(device), masks)
@@ -112,7 +113,7 @@ def solve_leaf(layers: Sequence[Layer], box: Box, C: torch.Tensor, root: Sequenc
     spec = C[0].detach().to(torch.float64).cpu()
     margins = out.flatten(1) @ spec.T                          # (n+1, M)
     G, g = (margins[1:] - margins[:1]).T.numpy(), margins[0].numpy()
-    z = torch.cat(pre, dim=1)[:, index.unstable.cpu()] if pre else torch.zeros(n + 1, 0, dtype=torch.float64)
+    z = torch.cat(pre, dim=1)[:, index.unstable.cpu()] if pre else torch.zeros(n + 1, 0, **on_cpu)
     J, c = (z[1:] - z[:1]).T.numpy(), z[0].numpy()
     s = split_row.to(torch.float64).cpu().numpy()
     A_ub, b_ub = -s[:, None] * J, s * c                        # s (J x + c) >= 0
