@@ -111,6 +111,7 @@ def _run_distributed(checkpoint: str, options: dict, launch) -> int:
 
     if options["device"] == "cuda":
         options["device"] = f"cuda:{launch.local_rank}"
+    options["progress"] = options["progress"] and launch.rank == 0  # one progress bar (rank 0's shard)
     dist.init_process_group("gloo", timeout=timedelta(days=30))
     try:
         shard = Shard(launch.rank, launch.world)
