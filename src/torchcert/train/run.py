@@ -179,10 +179,13 @@ def train_epoch(cfg: TrainConfig, model: nn.Module, optimizer: torch.optim.Optim
     return summarise(_reduced(meter, world)), step, eps
 
 
-def check_world(cfg: TrainConfig, train_size: int, world: World) -> None:
-    """Every micro-batch (the last, smaller batch of an epoch included) must give each rank at least one row."""
+def check_world(cfg: TrainConfig, train_size: int, world: World, test_size: Optional[int] = None) -> None:
+    """Every micro-batch (the last, smaller batch of an epoch included) must give each rank at least one row, and
+    the test split each rank at least one sample (so that every rank reports the same metrics)."""
     if not world.distributed:
         return
+    if test_size is not None and test_size < world.size:
+        raise ValueError(f"{world.size} processes need at least {world.size} test samples, got {test_size}")
     last = train_size % cfg.data.batch_size or cfg.data.batch_size
     smallest = min(last, cfg.data.batch_size) // cfg.optim.grad_acc_steps
     if smallest < world.size:
@@ -213,7 +216,7 @@ def train(config: TrainConfig, out_dir: PathLike, data_dir: Optional[PathLike] =
         torch.set_num_threads(cfg.run.threads)
     torch.manual_seed(cfg.run.seed)
     train_split, test_split = load_splits(cfg, data_dir, dev, download)
-    check_world(cfg, len(train_split), world)
+    check_world(cfg, len(train_split), world, len(test_split))
     model = build_model_for(cfg, dev)
     optimizer = build_optimizer(cfg, model)
     if start_epoch == 0 and world.main:  # only now that data and model load: a failed start leaves no folder
