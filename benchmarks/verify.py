@@ -46,7 +46,8 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=1, help="CPU threads (default 1)")
     parser.add_argument("--throughput", action="store_true", help="batched vs per-sample, 2 shards vs 1 (no BaB)")
     parser.add_argument("--batch-size", type=int, default=250, help="--throughput: samples per batch")
-    parser.add_argument("--cnn7-samples", type=int, help="--throughput: samples for CNN7 (default --samples)")
+    parser.add_argument("--cnn7-samples", type=int,
+                        help="--throughput: samples for CNN7 (default --samples; 0 leaves CNN7 out)")
     args = parser.parse_args()
     if args.quick:
         args.samples, args.eps, args.skip_60 = min(args.samples, 20), [0.1], True
@@ -88,8 +89,8 @@ def main() -> None:
     if args.throughput:
         from verify_throughput import throughput
 
-        throughput(args.data_dir or "data/mnist", args.samples, args.cnn7_samples or args.samples, args.batch_size,
-                   args.eps[0], args.threads)
+        cnn7 = args.samples if args.cnn7_samples is None else args.cnn7_samples
+        throughput(args.data_dir or "data/mnist", args.samples, cnn7, args.batch_size, args.eps[0], args.threads)
         return
     checkpoint = _checkpoint(args)
     torch.set_grad_enabled(True)

@@ -60,6 +60,8 @@ def batched_rows(folder: Path, data_dir: str, samples: Dict[str, int], batch: in
     rows = []
     for label, name in NETWORKS:
         n = samples[name]
+        if n < 1:  # left out
+            continue
         ckpt = _checkpoint(name, folder)
         _run(ckpt, name, data_dir, min(n, 8), batch, eps, folder / f"{name}_warm.jsonl")  # imports, allocations
         one, rec_one, _ = _run(ckpt, name, data_dir, n, 1, eps, folder / f"{name}_1.jsonl")
