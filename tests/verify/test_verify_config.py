@@ -1,6 +1,7 @@
 """The verification config: YAML + overrides, validation, the library ``verify(config=...)``, and BaB's deadline."""
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -113,3 +114,18 @@ def test_download_reaches_the_data_loader(digits_checkpoint, tmp_path, monkeypat
     verify(digits_checkpoint, dataset="digits", model="mlp", model_params="width=32,depth=2", eps=0.1, end=2,
            out=tmp_path / "d.jsonl", methods="ibp", download=True, progress=False)
     assert seen == [True]
+
+
+def test_cli_reads_the_config_file_and_overrides_and_flags_win(digits_checkpoint, tmp_path):
+    from torchcert.cli import main
+
+    config = tmp_path / "v.yaml"
+    config.write_text("methods: [ibp]\ntimeout: 7\npgd: {steps: 3}\n")
+    out = tmp_path / "c.jsonl"
+    argv = ["verify", "--checkpoint", str(digits_checkpoint), "--dataset", "digits", "--model", "mlp",
+            "--model-params", "width=32,depth=2", "--eps", "0.1", "--end", "3", "--out", str(out), "--no-progress",
+            "--config", str(config), "--timeout", "4", "pgd.step_size=0.5", "bab.branching=widest"]
+    assert main(argv) == 0
+    settings = json.loads(out.read_text().splitlines()[0])["settings"]
+    assert settings["methods"] == ["ibp"] and settings["timeout"] == 4.0 and settings["pgd_steps"] == 3
+    assert settings["pgd_step_size"] == 0.5 and settings["bab"]["branching"] == "widest"
