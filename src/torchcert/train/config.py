@@ -138,6 +138,9 @@ class RunConfig:
     ``progress``: live progress bars (shown only on a terminal; logs get one line per epoch).
     ``threads``: CPU threads for PyTorch (None keeps PyTorch's default; 1 is fastest for tiny networks).
     ``tensorboard``: scalars per epoch in ``RUN/tensorboard``; ``wandb``: a W&B run (see :class:`WandbConfig`).
+    ``sync_bn``: under torchrun, BatchNorm normalises by the statistics of the global batch (forward and bounds),
+    so N processes compute what one process computes: the original semantics, the default. False: each process
+    uses its own rows' statistics (no communication per layer; results then depend on the number of processes).
     """
 
     epochs: int = 160
@@ -149,6 +152,7 @@ class RunConfig:
     tensorboard: bool = False
     threads: Optional[int] = None
     wandb: WandbConfig = field(default_factory=WandbConfig)
+    sync_bn: bool = True
 
 
 @dataclass(frozen=True)
