@@ -90,7 +90,8 @@ def main() -> None:
         from verify_throughput import throughput
 
         cnn7 = args.samples if args.cnn7_samples is None else args.cnn7_samples
-        throughput(args.data_dir or "data/mnist", args.samples, cnn7, args.batch_size, args.eps[0], args.threads)
+        throughput(args.data_dir or "data/mnist", args.samples, cnn7, args.batch_size, args.eps[0], args.threads,
+                   args.device)
         return
     checkpoint = _checkpoint(args)
     torch.set_grad_enabled(True)

@@ -34,13 +34,13 @@ def _checkpoint(name: str, folder: Path) -> Path:
     return path
 
 
-def _run(checkpoint: Path, model: str, data_dir: str, samples: int, batch: int, eps: float, out: Path
-         ) -> Tuple[float, Dict[int, dict], dict]:
+def _run(checkpoint: Path, model: str, data_dir: str, samples: int, batch: int, eps: float, out: Path,
+         device: str = "cpu") -> Tuple[float, Dict[int, dict], dict]:
     from torchcert import verify
 
     began = time.perf_counter()
     summary = verify(checkpoint, dataset="mnist", model=model, eps=eps, methods="ibp,crown", end=samples,
-                     data_dir=data_dir, out=out, batch_size=batch, resume=False, progress=False)
+                     data_dir=data_dir, out=out, batch_size=batch, resume=False, progress=False, device=device)
     wall = time.perf_counter() - began
     records = {r["idx"]: r for r in map(json.loads, out.read_text().splitlines()[1:])}
     return wall, records, summary
@@ -56,16 +56,17 @@ def _stages(summary: dict) -> str:
             f"verified {100 * summary['verified']:.1f}%")
 
 
-def batched_rows(folder: Path, data_dir: str, samples: Dict[str, int], batch: int, eps: float) -> List[str]:
+def batched_rows(folder: Path, data_dir: str, samples: Dict[str, int], batch: int, eps: float,
+                 device: str = "cpu") -> List[str]:
     rows = []
     for label, name in NETWORKS:
         n = samples[name]
         if n < 1:  # left out
             continue
         ckpt = _checkpoint(name, folder)
-        _run(ckpt, name, data_dir, min(n, 8), batch, eps, folder / f"{name}_warm.jsonl")  # imports, allocations
-        one, rec_one, _ = _run(ckpt, name, data_dir, n, 1, eps, folder / f"{name}_1.jsonl")
-        many, rec_many, summary = _run(ckpt, name, data_dir, n, batch, eps, folder / f"{name}_b.jsonl")
+        _run(ckpt, name, data_dir, min(n, 8), batch, eps, folder / f"{name}_warm.jsonl", device)  # imports, caches
+        one, rec_one, _ = _run(ckpt, name, data_dir, n, 1, eps, folder / f"{name}_1.jsonl", device)
+        many, rec_many, summary = _run(ckpt, name, data_dir, n, batch, eps, folder / f"{name}_b.jsonl", device)
         rows.append(f"{label:<10} | {n:>7} | {n / one:>14.1f} | {n / many:>14.1f} | {one / many:>6.2f} | "
                     f"{_agree(rec_one, rec_many):>9} | {_stages(summary)}")
         print(rows[-1], flush=True)
@@ -93,17 +94,20 @@ def sharded_row(folder: Path, data_dir: str, n: int, batch: int, eps: float) -> 
             f"{walls[2]:.1f} s); verdicts differing: {_agree(a, b)}")
 
 
-def throughput(data_dir: str, samples: int, cnn7_samples: int, batch: int, eps: float, threads: int) -> None:
+def throughput(data_dir: str, samples: int, cnn7_samples: int, batch: int, eps: float, threads: int,
+               device: str = "cpu") -> None:
+    """Batched vs per-sample rows; then (on the CPU only) 2 torchrun shards vs 1 process."""
     torch.set_num_threads(threads)
     print(f"MNIST test images, eps {eps}, methods ibp,crown (+ clean check, PGD-40), untrained seeded networks, "
-          f"{threads} thread(s), batch {batch}")
+          f"{threads} thread(s), batch {batch}, device {device}")
     header = (f"{'network':<10} | {'samples':>7} | {'per-sample /s':>14} | {'batched /s':>14} | {'ratio':>6} | "
               f"{'verdicts≠':>9} | stages (batched run)")
     print(header)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        rows = batched_rows(folder, data_dir, {"cnn_small": samples, "cnn_7layer_bn2": cnn7_samples}, batch, eps)
-        shard = sharded_row(folder, data_dir, samples, batch, eps)
+        rows = batched_rows(folder, data_dir, {"cnn_small": samples, "cnn_7layer_bn2": cnn7_samples}, batch, eps,
+                            device)
+        shard = sharded_row(folder, data_dir, samples, batch, eps) if device == "cpu" else ""
     print()
     print(header)
     print("-" * len(header))
