@@ -67,7 +67,8 @@ def test_wandb_offline_run_holds_every_epoch(tmp_path, monkeypatch):
     assert b'"wandb":{"project":"torchcert-test","name":null,"mode":"offline"}' in data  # the config is logged
     train(load_config(TrainConfig, "digits/cc-ibp", TINY + overrides), out, device="cpu", resume=True)
     wandb.teardown()
-    ids = {p.name.rsplit("-", 1)[1] for p in (out / "wandb").glob("offline-run-*")}
+    # offline-run-<time>-<id>, with "-<n>" appended when a second folder starts within the same second
+    ids = {p.name.split("-")[3] for p in (out / "wandb").glob("offline-run-*")}
     assert ids == {run_id} and (out / "wandb" / "run_id").read_text().strip() == run_id  # the same W&B run
 
 
