@@ -13,7 +13,7 @@ $(PY):
 # torch first, pinned to the local CPU wheel, so that pip never resolves a bare (CUDA) torch.
 $(STAMP): $(PY) pyproject.toml
 	@$(PY) -c "import torch" 2>/dev/null || $(PIP) install --quiet "torch==2.13.0"
-	$(PIP) install --quiet -e ".[test,digits,onnx]"
+	$(PIP) install --quiet -e ".[test,digits,plot,onnx]"
 	@touch $(STAMP)
 
 venv: $(STAMP)

@@ -31,7 +31,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 import torch
 from torch import nn
 
-from torchcert.bounds import Box, alpha_crown, crown, ibp, input_box, margin_matrix
+from torchcert.bounds import BoundGraph, Box, alpha_crown, crown, ibp, input_box, margin_matrix
 
 CIFAR = ((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010))
 
@@ -199,7 +199,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="batches 1 and 32; no CNN7 CROWN/alpha-CROWN")
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 32, 128])
     parser.add_argument("--crown-batches", type=int, nargs="+", default=[1])
-    parser.add_argument("--models", nargs="+", default=["small", "cnn7-mnist", "cnn7-cifar", "resnet-cifar"])
+    parser.add_argument("--models", nargs="+", default=["small", "cnn7-mnist", "cnn7-cifar", "resnet-cifar", "resnet-graph"],
+                        help="resnet-graph: the same ResNet as a BoundGraph (traced once, as training and "
+                             "verification use it); resnet-cifar: the plain module, traced at every call")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--alpha-iters", type=int, default=20, help="alpha-CROWN iterations (-1: skip it)")
     parser.add_argument("--threads", type=int, default=None)
@@ -216,10 +218,11 @@ def main() -> None:
     specs = {"small": (small_cnn(), (1, 28, 28), 0.1), "cnn7-mnist": (cnn_7layer_bn2(1, 28), (1, 28, 28), 0.1),
              "cnn7-cifar": (cnn_7layer_bn2(3, 32), (3, 32, 32), args.cifar_eps),
              "resnet-cifar": (_resnet_small(), (3, 32, 32), args.cifar_eps)}
+    specs["resnet-graph"] = (BoundGraph(specs["resnet-cifar"][0]), (3, 32, 32), args.cifar_eps)
     specs = {key: (model.to(args.device), shape, eps) for key, (model, shape, eps) in specs.items()}
     print(f"device {args.device}, threads {torch.get_num_threads()}, load average {os.getloadavg()}")
     cols = ["forward", "ibp", "crown_ibp", "crown", "alpha"]
-    print(f"{'model':<11} {'batch':>5} " + " ".join(f"{c + ' s':>11}" for c in cols) + f" {'ibp/fwd':>8}")
+    print(f"{'model':<12} {'batch':>5} " + " ".join(f"{c + ' s':>11}" for c in cols) + f" {'ibp/fwd':>8}")
     for name in args.models:
         model, shape, eps = specs[name]
         for batch in args.batches:
@@ -227,7 +230,7 @@ def main() -> None:
             cells = " ".join(f"{row[c]:>11.4f}" if c in row else f"{'-':>11}" for c in cols)
             extra = (f"  crown cpu {row['crown_cpu']:.2f} s, peak RSS {row['crown_rss_mb']:.0f} MB"
                      if "crown_cpu" in row else "")
-            print(f"{name:<11} {batch:>5} {cells} {row['ibp'] / row['forward']:>8.2f}{extra}", flush=True)
+            print(f"{name:<12} {batch:>5} {cells} {row['ibp'] / row['forward']:>8.2f}{extra}", flush=True)
 
 
 if __name__ == "__main__":

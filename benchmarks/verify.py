@@ -3,11 +3,17 @@
     python benchmarks/verify.py --checkpoint runs/mnist-small/ckpt_last.pt [--samples 200] [--eps 0.1 0.15]
     python benchmarks/verify.py --train-out runs/mnist-small   # trains mnist-0.1/cc-ibp-small first (slow on CPU)
     python benchmarks/verify.py --checkpoint ... --quick        # 20 samples, eps 0.1, BaB 10 s only
+    python benchmarks/verify.py --throughput [--samples 1000]   # batched vs per-sample cascade, 2 shards vs 1
 
 For each ε, on the first N MNIST test samples: natural and PGD accuracy, then the verified accuracy of IBP,
 CROWN (max with IBP), α-CROWN, and branch and bound with 10 s and 60 s per sample, with the mean seconds per
 sample of each cascade. BaB is deterministic for a seed, so the 60 s run re-runs only the samples that timed
 out at 10 s (the others would follow the same search and finish at the same point).
+
+``--throughput``: samples per second of ``torchcert verify --methods ibp,crown`` (clean check, PGD-40, IBP,
+CROWN) on the first N MNIST test images with the small CNN and with CNN7 (untrained: seeded initialisation),
+per sample (``--batch-size 1``) against batched, in one run; then the same verify as 2 torchrun processes (gloo,
+one thread each) against 1 process. See :mod:`benchmarks.verify_throughput`.
 """
 from __future__ import annotations
 
@@ -38,6 +44,10 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--skip-60", action="store_true", help="leave out the 60 s BaB column")
     parser.add_argument("--quick", action="store_true", help="20 samples, eps 0.1, no 60 s BaB column")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads (default 1)")
+    parser.add_argument("--throughput", action="store_true", help="batched vs per-sample, 2 shards vs 1 (no BaB)")
+    parser.add_argument("--batch-size", type=int, default=250, help="--throughput: samples per batch")
+    parser.add_argument("--cnn7-samples", type=int,
+                        help="--throughput: samples for CNN7 (default --samples; 0 leaves CNN7 out)")
     args = parser.parse_args()
     if args.quick:
         args.samples, args.eps, args.skip_60 = min(args.samples, 20), [0.1], True
@@ -76,6 +86,13 @@ def _run_cascade(setup, methods, timeout, indices, previous=None):
 
 def main() -> None:
     args = _arguments()
+    if args.throughput:
+        from verify_throughput import throughput
+
+        cnn7 = args.samples if args.cnn7_samples is None else args.cnn7_samples
+        throughput(args.data_dir or "data/mnist", args.samples, cnn7, args.batch_size, args.eps[0], args.threads,
+                   args.device)
+        return
     checkpoint = _checkpoint(args)
     torch.set_grad_enabled(True)
     print(f"checkpoint {checkpoint}, first {args.samples} MNIST test samples, device {args.device}")

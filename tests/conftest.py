@@ -25,6 +25,11 @@ def mnist_dir() -> Path:
 
 
 @pytest.fixture
+def vnncomp_dir() -> Path:
+    return shared_path("vnncomp")
+
+
+@pytest.fixture
 def golden_dir() -> Path:
     return shared_path("reference", "golden")
 

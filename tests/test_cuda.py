@@ -107,3 +107,90 @@ def test_branch_and_bound_on_cuda_gives_the_cpu_verdict():
             result = branch_and_bound(model.to(device), box, C.to(device), BabSettings(timeout=60.0))
             verdicts[eps, device] = result.status
         assert verdicts[eps, "cpu"] == verdicts[eps, DEVICE], verdicts
+
+
+def test_exact_leaves_on_cuda_match_the_milp():
+    """Branch and bound without attacks on the device: falsified only through the exact LP leaves."""
+    pytest.importorskip("scipy")
+    from torchcert.bounds import Box
+    from torchcert.verify.bab import BabSettings, branch_and_bound
+    from verify.milp import exact_min_margin
+    from verify.test_bab_exact import _hard_eps, _net
+
+    for seed, frac in enumerate([1.02, 0.97, 1.05, 0.9]):
+        model, x, label = _net(100 + seed, 1)
+        C = margin_matrix(label, 3).double()
+        eps = _hard_eps(model, x, C, frac)
+        exact = exact_min_margin(model, x - eps, x + eps, C)
+        box = Box((x - eps).to(DEVICE), (x + eps).to(DEVICE))
+        result = branch_and_bound(model.to(DEVICE), box, C.to(DEVICE), BabSettings(timeout=60, attacks=False))
+        assert result.status == ("verified" if exact > 0 else "falsified"), (seed, exact, result)
+        assert result.lower_bound <= exact + 1e-7
+
+
+def test_full_cascade_on_cuda_agrees_with_cpu(tmp_path):
+    """PGD, IBP, CROWN, alpha-CROWN and BaB on the device: no sample verified on one device and falsified on the
+    other (PGD's random starts differ between devices, so only contradictions are errors), same verified set."""
+    pytest.importorskip("sklearn")
+    from torchcert.config import load_config
+    from torchcert.train.config import TrainConfig
+    from torchcert.train.run import train
+    from torchcert.verify.run import verify
+
+    config = load_config(TrainConfig, "digits/cc-ibp-resnet", [
+        "data.train_limit=512", "data.batch_size=64", "run.epochs=2", "eps.start=1", "eps.length=1",
+        "run.progress=false", "attack.test_steps=2", "run.test_interval=2"])
+    checkpoint = train(config, tmp_path / "run", device=DEVICE).checkpoint
+    status = {}
+    for device in ("cpu", DEVICE):
+        verify(checkpoint, methods="ibp,crown,alpha,bab", end=12, timeout=20, device=device, progress=False,
+               out=tmp_path / f"{device}.jsonl")
+        records = [json.loads(line) for line in (tmp_path / f"{device}.jsonl").read_text().splitlines()]
+        status[device] = [r["status"] for r in records if "status" in r]
+    pairs = list(zip(status["cpu"], status[DEVICE]))
+    assert len(pairs) == 12
+    assert not any({a, b} == {"verified", "falsified"} for a, b in pairs), pairs
+    assert [a == "verified" for a, _ in pairs] == [b == "verified" for _, b in pairs], pairs
+
+
+def test_max_pooling_bounds_on_cuda_equal_cpu():
+    torch.manual_seed(5)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+                          nn.Linear(4 * 4 * 4, 10)).double().eval()
+    x = torch.rand(2, 1, 8, 8, dtype=torch.float64)
+    from torchcert.bounds import Box
+    box = Box(x - 0.05, x + 0.05)
+    C = margin_matrix(torch.tensor([1, 2]), 10).double()
+    for method in (ibp, crown):
+        cpu = method(*_on("cpu", model, box, C)).lower
+        gpu = method(*_on(DEVICE, model, box, C)).lower
+        torch.testing.assert_close(gpu.cpu(), cpu, rtol=1e-9, atol=1e-9)
+
+
+class _Normalised(nn.Module):
+    """Constants in a traced forward: per-channel buffers and numbers (stand-ins that must follow the device)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.tensor([0.2, -0.1]).view(1, 2, 1, 1))
+        self.register_buffer("std", torch.tensor([0.5, 2.0]).view(2, 1, 1))
+        self.conv = nn.Conv2d(2, 3, 3)
+        self.fc = nn.Linear(3 * 2 * 2, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = (x - self.mean) / self.std
+        x = torch.relu(self.conv(2 * x + 1))
+        return self.fc(torch.flatten(x, 1)) - 0.5
+
+
+def test_constants_of_a_traced_forward_follow_the_device():
+    from torchcert.bounds import BoundGraph, Box
+
+    torch.manual_seed(0)
+    model = _Normalised().double().eval()
+    x = torch.rand(2, 2, 4, 4, dtype=torch.float64)
+    box, C = Box(x - 0.05, x + 0.05), torch.eye(2, dtype=torch.float64).expand(2, 2, 2)
+    cpu = crown(model, box, C).lower
+    for bounded in (model.to(DEVICE), BoundGraph(model.to(DEVICE))):
+        gpu = crown(bounded, Box(box.lower.to(DEVICE), box.upper.to(DEVICE)), C.to(DEVICE)).lower
+        torch.testing.assert_close(gpu.cpu(), cpu, rtol=1e-9, atol=1e-9)

@@ -20,11 +20,13 @@ LossFn = Callable[[Tensor], Tensor]
 
 
 def pgd(model: nn.Module, lower: Tensor, upper: Tensor, loss_fn: LossFn, steps: int, step_size: float,
-        generator: Optional[torch.Generator] = None) -> Tensor:
+        generator: Optional[torch.Generator] = None, noise: Optional[Tensor] = None) -> Tensor:
     """Maximise ``loss_fn(model(x))`` (per example, shape (B,)) over ``lower <= x <= upper`` (B, ...).
 
     ``step_size`` is relative to the half-width of the box; the model's mode is left as the caller set it
-    (training attacks run in eval mode, see :func:`eval_mode`). Returns the detached adversarial input.
+    (training attacks run in eval mode, see :func:`eval_mode`). ``noise`` (B, ...): the uniform draw ``u`` in
+    [0, 1) of the start ``x_0 = lower + u·(upper - lower)``, made by the caller (e.g. each example's from its own
+    generator); default: drawn here from ``generator``. Returns the detached adversarial input.
     """
     if steps < 1:
         raise ValueError(f"PGD needs at least one step, got steps={steps}")
@@ -32,7 +34,8 @@ def pgd(model: nn.Module, lower: Tensor, upper: Tensor, loss_fn: LossFn, steps: 
     best = lower.clone()
     best_loss = torch.full((lower.shape[0],), float("-inf"), dtype=torch.float32, device=lower.device)
     with torch.enable_grad():
-        x = (torch.zeros_like(lower).uniform_(generator=generator) * (upper - lower) + lower).detach_()
+        u = torch.zeros_like(lower).uniform_(generator=generator) if noise is None else noise
+        x = (u * (upper - lower) + lower).detach_()
         for _ in range(steps):
             x.requires_grad_(True)
             loss = loss_fn(model(x))

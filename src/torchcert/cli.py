@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "torchcert.commands.losses",
     "torchcert.commands.tuning_stats",
     "torchcert.commands.presets",
+    "torchcert.commands.report",
     "torchcert.commands.vnnlib",
     "torchcert.commands.export",
 )

@@ -61,17 +61,28 @@ def test_max_pooling_bounds_hold(seed):
         torch.testing.assert_close(crown(model, point, C).lower, torch.einsum("bsk,bk->bs", C, model(box.center)))
 
 
-def test_branch_and_bound_refuses_max_pooling_and_the_cascade_says_unknown():
+def test_branch_and_bound_decides_max_pooling_and_refuses_padded_pools():
+    """Branch and bound searches max pooling as ReLUs (``relu_form``); padded pooling is refused with the reason
+    and the cascade leaves such samples undecided rather than guess."""
+    from torchcert.bounds.relu_form import relu_form
     from torchcert.verify import BabSettings, branch_and_bound, verify_sample
 
-    model = _pool_net(0)
-    x = torch.rand(1, 1, 6, 6, dtype=torch.float64)
-    box = Box(x - 0.3, x + 0.3)
-    with pytest.raises(ValueError, match="splits ReLUs only.*max pooling"):
-        branch_and_bound(model, box, torch.tensor([[[1.0, -1.0, 0.0]]], dtype=torch.float64), BabSettings(timeout=5))
-    label = int(model(x).argmax())
-    result = verify_sample(model, box.lower, box.upper, label, timeout=5, pgd_steps=0)
-    assert result.status in ("verified", "unknown", "falsified")
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 3, 3, padding=1), nn.ReLU(), nn.MaxPool2d(3, 2), nn.Conv2d(3, 2, 3, padding=1),
+                          nn.ReLU(), nn.Flatten(), nn.Linear(2 * 2 * 2, 3)).double().eval()
+    x = torch.rand(3, 1, 6, 6, dtype=torch.float64)
+    with torch.no_grad():
+        torch.testing.assert_close(relu_form(model, (1, 6, 6))(x), model(x), rtol=0, atol=0)
+    box = Box(x[:1] - 0.3, x[:1] + 0.3)
+    result = branch_and_bound(model, box, torch.tensor([[[1.0, -1.0, 0.0]]], dtype=torch.float64),
+                              BabSettings(timeout=30))
+    assert result.status in ("verified", "falsified")
+    padded = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.MaxPool2d(2, padding=1), nn.Flatten(),
+                           nn.Linear(2 * 3 * 3, 3)).double().eval()
+    with pytest.raises(ValueError, match="max pooling as ReLUs only without padding"):
+        branch_and_bound(padded, box, torch.tensor([[[1.0, -1.0, 0.0]]], dtype=torch.float64), BabSettings(timeout=5))
+    label = int(padded(x[:1]).argmax())
+    assert verify_sample(padded, box.lower, box.upper, label, timeout=5, pgd_steps=0).status in ("verified", "unknown")
 
 
 def test_rounding_bound_holds_through_max_pooling():
@@ -94,3 +105,35 @@ def test_crown_beats_ibp_somewhere_with_max_pooling():
         with torch.no_grad():
             better += int((crown(model, box, C).lower > ibp(model, box, C).lower + 1e-9).sum())
     assert better > 0
+
+
+def test_a_pool_registered_under_two_names_is_rewritten_everywhere():
+    """A max pooling kept as an attribute and inside a Sequential is one module under two names: the ReLU form
+    replaces it at both, so branch and bound's leaves are affine and its verdict is the MILP's."""
+    from torchcert.bounds.relu_form import relu_form
+    from torchcert.verify import BabSettings, branch_and_bound
+
+    class Shared(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            torch.manual_seed(3)
+            self.pool = nn.MaxPool2d((1, 2))
+            self.features = nn.Sequential(nn.Conv2d(1, 2, 3, 1, 1), nn.ReLU(), self.pool)
+            self.fc = nn.Linear(2 * 4 * 2, 2)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.fc(torch.flatten(self.features(x), 1))
+
+    model = Shared().double().eval()
+    rewritten = relu_form(model, (1, 4, 4))
+    assert not any(isinstance(m, nn.MaxPool2d) for _, m, _ in rewritten.operations)
+    from verify.milp_graph import exact_min_margin_graph
+
+    x = torch.rand(1, 1, 4, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    C = torch.tensor([[[1.0, -1.0]]], dtype=torch.float64) * (1 if model(x)[0, 0] > model(x)[0, 1] else -1)
+    for eps in (0.05, 0.5):
+        box = Box(x - eps, x + eps)
+        exact = exact_min_margin_graph(model, box.lower, box.upper, C)
+        result = branch_and_bound(model, box, C, BabSettings(timeout=60, attacks=False))
+        assert result.status == ("verified" if exact > 0 else "falsified"), (eps, exact, result)
+        assert result.lower_bound <= exact + 1e-7

@@ -176,4 +176,4 @@ def test_inexact_folds_are_kept_apart_so_the_network_is_the_files_function():
              "b2": np.array([1.0, 2.0 ** -30], np.float32), "c": np.array([2.0 ** -30, 1.0], np.float32)}
     net = _check(make_model(nodes, inits, [1, 4]))
     assert [type(m).__name__ for m in net.module] == ["Linear", "ChannelAffine", "Linear", "ChannelAffine"]
-    assert float(net.module[1].scale) == float(np.float32(0.3)) and net.module[0].weight.dtype == torch.float32
+    assert float(net.module[1].constants()[0]) == float(np.float32(0.3)) and net.module[0].weight.dtype == torch.float32

@@ -8,10 +8,10 @@ from .bn import BNStats, capture_bn_stats
 from .box import Box, LinearBounds
 from .crown import crown, crown_relu_bounds
 from .ibp import ibp, ibp_with_relu_inputs
-from .layers import RULES
+from .layers import RULES, BoundGraph
 from .specs import input_box, margin_matrix
 
 __all__ = [
-    "Box", "LinearBounds", "BNStats", "RULES", "alpha_crown", "capture_bn_stats", "crown",
+    "Box", "BoundGraph", "LinearBounds", "BNStats", "RULES", "alpha_crown", "capture_bn_stats", "crown",
     "crown_relu_bounds", "ibp", "ibp_with_relu_inputs", "input_box", "margin_matrix",
 ]

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import List, Optional, Sequence, Tuple
 
-import torch
 from torch import Tensor
 
 from .box import Box

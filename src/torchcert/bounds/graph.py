@@ -56,33 +56,26 @@ def _is_constant(value: Any) -> bool:
     return isinstance(value, (int, float)) or (isinstance(value, fx.Node) and value.op == "get_attr")
 
 
-def _constant_value(value: Any) -> torch.Tensor:
-    if isinstance(value, fx.Node):
-        return value.meta["value"].detach().to(torch.float64)
-    return torch.tensor(float(value), dtype=torch.float64)
-
-
 def _constant_affine(op: Callable[..., Any]) -> Callable[..., Optional[nn.Module]]:
-    """``x op c`` / ``c op x`` for ``+ - * /`` with a constant ``c`` (a number or a module's tensor attribute):
-    a :class:`ChannelAffine`. Both operands traced tensors: ``None`` (a residual connection, refused)."""
+    """``x op c`` / ``c op x`` for ``+ - * /`` with a constant ``c`` (a number, or a module's tensor attribute read
+    live at each bound, see :class:`ChannelAffine`): a :class:`ChannelAffine`. Both operands traced tensors:
+    ``None`` (a residual connection, refused)."""
     def build(a: Any, b: Any) -> Optional[nn.Module]:
         tensor_first = isinstance(a, fx.Node) and not _is_constant(a)
         x, c = (a, b) if tensor_first else (b, a)
         if _is_constant(x) or not _is_constant(c):
             return None
-        value = _constant_value(c)
-        one, zero = torch.ones((), dtype=torch.float64), torch.zeros((), dtype=torch.float64)
-        if op is operator.add:
-            return ChannelAffine(one, value)
+        kind = {operator.add: "add", operator.mul: "mul"}.get(op)
         if op is operator.sub:
-            return ChannelAffine(one, -value) if tensor_first else ChannelAffine(-one, value)
-        if op is operator.mul:
-            return ChannelAffine(value, zero)
+            kind = "sub" if tensor_first else "rsub"
         if op is operator.truediv and tensor_first:
-            return ChannelAffine(1.0 / value, zero)
-        return None
+            kind = "div"
+        if kind is None:
+            return None
+        if isinstance(c, fx.Node):
+            return ChannelAffine(1.0, 0.0, source=(c.meta["root"], str(c.target), kind))
+        return ChannelAffine(*ChannelAffine.by_kind(kind, torch.tensor(float(c), dtype=torch.float64)))
     return build
-
 
 #: functions of a traced forward -> a factory of the module standing for them (None: refused with the reason)
 FUNCTIONS: Dict[Callable[..., Any], Callable[..., Optional[nn.Module]]] = {
@@ -90,6 +83,8 @@ FUNCTIONS: Dict[Callable[..., Any], Callable[..., Optional[nn.Module]]] = {
     torch.relu: lambda *a, **k: nn.ReLU(),
     torch.flatten: lambda x, start_dim=0, end_dim=-1: nn.Flatten(start_dim, end_dim),
     F.dropout: lambda *a, **k: nn.Identity(),
+    operator.neg: lambda x: ChannelAffine(-1.0, 0.0),
+    torch.neg: lambda x: ChannelAffine(-1.0, 0.0),
     F.pad: lambda x, pad, mode="constant", value=None: ConstantPad(pad, value or 0.0) if mode == "constant" and
     len(pad) == 4 else None,
     **{op: _constant_affine(op) for op in (operator.add, operator.sub, operator.mul, operator.truediv)},
@@ -158,7 +153,13 @@ def traced_operations(model: nn.Module, known: Callable[[nn.Module], bool]) -> L
         raise ValueError(f"bounds could not trace {type(model).__name__} with torch.fx: {err}") from None
     graph = fx.GraphModule(model, graph).graph  # owned by a module, as fx's purity checks need
     graph.eliminate_dead_code()  # operations whose result nothing reads are not part of the function
-    return _walk(model, graph)
+    ops = _walk(model, graph)
+    device = next((t.device for t in list(model.parameters()) + list(model.buffers())), None)
+    own = set(model.modules())
+    for _, module, _ in ops:  # stand-ins (ChannelAffine, ...) hold their constants where the network is
+        if module not in own and device is not None:
+            module.to(device)
+    return ops
 
 
 def is_chain(inputs: Sequence[Tuple[int, ...]]) -> bool:
@@ -174,8 +175,9 @@ def _walk(model: nn.Module, graph: fx.Graph) -> List[Operation]:
     index: Dict[fx.Node, int] = {inputs[0]: -1}
     out: List[Operation] = []
     for node in graph.nodes:
-        if node.op == "get_attr":  # a constant of the module: its value, for the operations that read it
-            node.meta["value"] = _attribute(model, str(node.target))
+        if node.op == "get_attr":  # a constant of the module, read by the operations that use it at each bound
+            _attribute(model, str(node.target))  # a tensor, else refused now
+            node.meta["root"] = model
             continue
         if node.op == "placeholder" or _is_shape_node(node):
             continue
@@ -235,6 +237,9 @@ _MERGES = {operator.add: 1.0, torch.add: 1.0, operator.sub: -1.0, torch.sub: -1.
 def _module_of(model: nn.Module, node: fx.Node) -> nn.Module:
     """The module a node applies: itself for ``call_module``, the stand-in module for a function or method."""
     if node.op == "call_module":
+        if node.kwargs or len(node.args) != 1:  # e.g. ConvTranspose2d(x, output_size=...): not the rule's function
+            raise ValueError(f"bounds need module {node.target} called on one tensor and nothing else: "
+                             f"{node.format_node()}")
         return model.get_submodule(str(node.target))
     if _inplace(model, node) and len(node.all_input_nodes[0].users) > 1:
         raise ValueError(f"bounds do not support the in-place operation {node.format_node()} on an activation that "

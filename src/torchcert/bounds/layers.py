@@ -7,21 +7,24 @@ shapes. BatchNorm directly after a Linear/Conv2d is folded into it:
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any, Callable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
 
-from .graph import is_chain, is_sequential_tree, sequential_operations, traced_operations
-from .rules import affine, avgpool, batchnorm, concat, conv, flatten, identity, linear, maxpool, merge, pad, relu
+from .graph import Operation, is_chain, is_sequential_tree, sequential_operations, traced_operations
+from .rules import (affine, avgpool, batchnorm, concat, conv, conv_transpose, flatten, identity, linear, maxpool, merge,
+                    pad, relu)
 
 #: module type -> rule module
 RULES = {
     nn.Linear: linear,
     nn.Conv2d: conv,
+    nn.ConvTranspose2d: conv_transpose,
     nn.BatchNorm1d: batchnorm,
     nn.BatchNorm2d: batchnorm,
     nn.ReLU: relu,
@@ -97,25 +100,131 @@ def chain(layers: Sequence[Layer]) -> bool:
 
 
 def graph_walk(layers: Sequence[Layer]) -> bool:
-    """Whether CROWN must walk the graph (``bounds.dag``): residual connections, max pooling (whose relaxation
-    only the graph walk applies) or padding (which the patch path does not pass)."""
-    return not chain(layers) or any(layer.rule in (maxpool, pad) for layer in layers)
+    """Whether CROWN must walk the graph (``bounds.dag``, dense rows): residual connections, or a feature-map
+    layer the patch rows do not pass (max pooling, padding, transposed convolution: ``patches.STEPS``)."""
+    from .patches import passes
+
+    return not chain(layers) or any(len(layer.out_shape) == 3 and not passes(layer.rule) for layer in layers)
 
 
-def relu_only(layers: Sequence[Layer]) -> Optional[str]:
-    """Why branch and bound cannot split this network (None when every nonlinearity is a ReLU)."""
-    pools = [layer.name for layer in layers if layer.rule is maxpool]
-    return f"branch and bound splits ReLUs only; this network has max pooling ({', '.join(pools)})" if pools else None
+@dataclass
+class _Trace:
+    """The operations of a network in one state (see :func:`_state`), and the (shape, dtype) pairs checked."""
+
+    traced: bool
+    operations: Tuple[Operation, ...]
+    checked: set
+
+
+def _state(net: nn.Module) -> tuple:
+    """What a trace depends on besides the forward's code: the modules (by identity), their training flags, hooks
+    and plain scalar attributes (a flag or a number the forward may branch on)."""
+    from torch.nn.modules import module as torch_module
+
+    hooks = (len(torch_module._global_forward_hooks), len(torch_module._global_forward_pre_hooks))
+    return hooks + tuple(
+        (id(m), len(m._forward_hooks), len(m._forward_pre_hooks),
+         tuple((k, v) for k, v in vars(m).items() if isinstance(v, (bool, int, float, str)) and not k.startswith("_")))
+        for m in net.modules())
+
+
+class BoundGraph(nn.Module):
+    """``net`` with its operations traced once per state: every bound function given a BoundGraph reads these
+    operations instead of tracing ``net`` at each call (tracing and its check cost more than IBP itself on a small
+    residual net).
+
+    It runs as ``net`` does (``forward``, ``parameters()``, ``.to()``, ``.eval()`` reach ``net``). The operations
+    hold ``net``'s own submodules and read its tensors at each call, so weights, buffers and parameters are always
+    current. Anything else a trace depends on (a replaced submodule, ``train()``/``eval()``, a hook, a scalar
+    attribute the forward branches on) changes :func:`_state`, and the network is traced again for that state
+    (the last few states are kept). Each trace is checked once per input shape and dtype against ``net``'s own
+    forward (:func:`check_traced`); a training-mode trace must equal the eval-mode trace of a copy, which is then
+    checked, so a forward that branches on ``self.training`` is refused rather than bounded by the wrong branch.
+    """
+
+    KEPT = 4
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        if isinstance(net, BoundGraph):
+            net = net.net
+        self.net = net
+        self.traces: Dict[tuple, _Trace] = {}
+        self.current()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    def current(self) -> _Trace:
+        """The trace of ``net`` in its present state (traced now if this state is new)."""
+        key = _state(self.net)
+        if key not in self.traces:
+            traced = not is_sequential_tree(self.net, has_rule)
+            ops = traced_operations(self.net, has_rule) if traced else sequential_operations(self.net)
+            while len(self.traces) >= self.KEPT:
+                self.traces.pop(next(iter(self.traces)))
+            self.traces[key] = _Trace(traced, tuple(ops), set())
+        return self.traces[key]
+
+    @property
+    def traced(self) -> bool:
+        return self.current().traced
+
+    @property
+    def operations(self) -> Tuple[Operation, ...]:
+        return self.current().operations
+
+
+def _operations(model: nn.Module) -> Tuple[bool, Sequence[Operation]]:
+    """Whether ``model`` is traced (not a tree of Sequentials), and its operations (cached in a BoundGraph)."""
+    if isinstance(model, BoundGraph):
+        trace = model.current()
+        return trace.traced, trace.operations
+    traced = not is_sequential_tree(model, has_rule)
+    return traced, traced_operations(model, has_rule) if traced else sequential_operations(model)
+
+
+def _structure(ops: Sequence[Operation]) -> list:
+    """Names, types and inputs of the operations, and what a constant operation computes."""
+    def what(module: nn.Module) -> Any:
+        source = getattr(module, "source", None)
+        if source is not None:
+            return source[1:]  # the attribute read and the operation
+        fixed = [getattr(module, name, None) for name in ("fixed_scale", "fixed_shift")]
+        return tuple(t.tolist() for t in fixed) if fixed[0] is not None else None
+
+    return [(name, type(module).__name__, inputs, what(module)) for name, module, inputs in ops]
+
+
+def _check_once(model: nn.Module, layers: Sequence[Layer], in_shape: Tuple[int, ...], dtype: torch.dtype) -> None:
+    """:func:`check_traced` once per BoundGraph state and input shape (every call for a plain module in eval mode;
+    never for a plain module in training mode)."""
+    if not isinstance(model, BoundGraph):
+        if not any(m.training for m in model.modules()):
+            check_traced(model, layers, in_shape, dtype)
+        return
+    trace = model.current()
+    if (in_shape, dtype) in trace.checked:
+        return
+    net = model.net
+    if any(m.training for m in net.modules()):  # the check compares eval-mode outputs: trace an eval-mode copy
+        net = copy.deepcopy(net).eval()
+        if _structure(traced_operations(net, has_rule)) != _structure(trace.operations):
+            raise ValueError(f"{type(net).__name__}.forward traces to different operations in training and in eval "
+                             "mode (it branches on self.training): bounds refuse it in training mode")
+        layers = build_layers(net, in_shape, dtype)
+    check_traced(net, layers, in_shape, dtype)
+    trace.checked.add((in_shape, dtype))
 
 
 def build_layers(model: nn.Module, in_shape: Tuple[int, ...], dtype: torch.dtype,
                  bn_stats: Optional[dict] = None, fold_bn: bool = True) -> List[Layer]:
-    """Layer list of ``model`` for inputs of feature shape ``in_shape`` (no batch dimension), in topological
-    order, each with the indices of the layers it reads. In a chain, BatchNorm is folded into the Linear/Conv2d
-    before it, unless ``fold_bn`` is False (the operations as the module runs them); in a graph with residual
-    connections it stays a layer (the conv's output may have other readers). Identities are dropped."""
-    traced = not is_sequential_tree(model, has_rule)
-    ops = traced_operations(model, has_rule) if traced else sequential_operations(model)
+    """Layer list of ``model`` (a module or a :class:`BoundGraph`) for inputs of feature shape ``in_shape`` (no
+    batch dimension), in topological order, each with the indices of the layers it reads. In a chain, BatchNorm
+    is folded into the Linear/Conv2d before it, unless ``fold_bn`` is False (the operations as the module runs
+    them); in a graph with residual connections it stays a layer (the conv's output may have other readers).
+    Identities are dropped."""
+    traced, ops = _operations(model)
     linear_chain = is_chain([inputs for _, _, inputs in ops])  # then every layer reads "the previous one": ()
     layers: List[Layer] = []
     where: dict = {-1: -1}  # operation index -> layer index (identities and folds map to what they pass on)
@@ -146,8 +255,8 @@ def build_layers(model: nn.Module, in_shape: Tuple[int, ...], dtype: torch.dtype
         where[k] = len(layers) - 1
     if not linear_chain and is_chain([layer.inputs for layer in layers]):  # e.g. x + 0 folded away
         layers = [dataclasses.replace(layer, inputs=()) for layer in layers]
-    if traced and not any(m.training for m in model.modules()):
-        check_traced(model, layers, tuple(in_shape), dtype)
+    if traced:
+        _check_once(model, layers, tuple(in_shape), dtype)
     return layers
 
 
@@ -175,7 +284,8 @@ def check_traced(model: nn.Module, layers: Sequence[Layer], in_shape: Tuple[int,
     own = next((t.dtype for t in list(model.parameters()) + list(model.buffers()) if t.is_floating_point()),
                torch.float32)
     device = next((t.device for t in model.parameters()), torch.device("cpu"))
-    x = torch.randn((2,) + tuple(in_shape), generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    x = torch.randn((2,) + tuple(in_shape), generator=torch.Generator().manual_seed(0), dtype=torch.float64,
+                    device="cpu")
     with torch.no_grad():
         expected = model(x.to(device=device, dtype=own)).double()
         got = forward(layers, x.to(device=device, dtype=dtype))

@@ -195,18 +195,33 @@ def _relu_back(relax: relu.Relaxation, rows: Rows) -> Tuple[Rows, Tensor]:
     return (out.addcmul_(neg, gap), bidx, oy, ox), bias
 
 
+def _scale_back(layer: Layer, relax, rows: Rows) -> Tuple[Rows, Tensor]:
+    """A per-channel ``ScaleOp`` (BatchNorm, constant affine): rows scaled, shift into the bias."""
+    A, bidx, oy, ox = rows
+    bias = (A * channel_view(layer.op.shift, 3)).sum((2, 3, 4))
+    return (A * channel_view(layer.op.scale, 3), bidx, oy, ox), bias
+
+
+#: rule -> its step on patch rows; a feature-map rule missing here sends CROWN to the graph walk (``passes``)
+STEPS = {
+    relu: lambda layer, relax, rows: _relu_back(relax, rows),
+    conv: lambda layer, relax, rows: _conv_back(layer.op, rows, layer.in_shape),
+    avgpool: lambda layer, relax, rows: _conv_back(layer.op, rows, layer.in_shape),
+    batchnorm: _scale_back,
+    affine: _scale_back,
+    identity: lambda layer, relax, rows: (rows, rows[0].new_zeros(rows[0].shape[:2])),
+}
+
+
+def passes(rule) -> bool:
+    """Whether patch rows pass layers of this rule (else the graph walk's dense rows must)."""
+    return rule in STEPS
+
+
 def _step(layer: Layer, relax, rows: Rows) -> Tuple[Rows, Tensor]:
-    if layer.rule is relu:
-        return _relu_back(relax, rows)
-    if layer.rule in (conv, avgpool):
-        return _conv_back(layer.op, rows, layer.in_shape)
-    if layer.rule in (batchnorm, affine):  # both a per-channel ScaleOp
-        A, bidx, oy, ox = rows
-        bias = (A * channel_view(layer.op.shift, 3)).sum((2, 3, 4))
-        return (A * channel_view(layer.op.scale, 3), bidx, oy, ox), bias
-    if layer.rule is identity:
-        return rows, rows[0].new_zeros(rows[0].shape[:2])
-    raise ValueError(f"feature-map patches cannot pass {layer.name} ({layer.rule.__name__})")
+    if layer.rule not in STEPS:
+        raise ValueError(f"feature-map patches cannot pass {layer.name} ({layer.rule.__name__})")
+    return STEPS[layer.rule](layer, relax, rows)
 
 
 def lower_bound(layers: Sequence[Layer], rows: Rows, box: Box,

@@ -9,9 +9,13 @@ from torchcert.config import dump_config, list_presets, load_config
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     listing = subparsers.add_parser("presets", help="list the shipped training presets")
     listing.set_defaults(run=run_list)
-    show = subparsers.add_parser("show-config", help="print a preset (or YAML file) resolved with overrides")
-    show.add_argument("preset", help="preset name (see `torchcert presets`) or path to a YAML file")
+    show = subparsers.add_parser("show-config", help="print a training preset (or YAML file), or with --verify a "
+                                                     "verification config, resolved with overrides")
+    show.add_argument("preset", nargs="?", help="training preset name (see `torchcert presets`) or path to a YAML "
+                                                "file; with --verify an optional verification YAML file")
     show.add_argument("overrides", nargs="*", metavar="key=value", help="dotted overrides, e.g. optim.lr=1e-3")
+    show.add_argument("--verify", action="store_true",
+                      help="the verification config (`torchcert verify --config`): its defaults, or the file given")
     show.set_defaults(run=run_show)
 
 
@@ -32,6 +36,16 @@ def run_list(args: argparse.Namespace) -> int:
 
 def run_show(args: argparse.Namespace) -> int:
     from torchcert.train.config import TrainConfig
+    from torchcert.verify.config import VerifyConfig
 
-    print(dump_config(load_config(TrainConfig, args.preset, args.overrides)), end="")
+    preset, overrides = args.preset, list(args.overrides)
+    if preset is not None and "=" in preset and not preset.endswith((".yaml", ".yml")):
+        preset, overrides = None, [preset, *overrides]  # `show-config --verify a=1`: no file, only overrides
+    if args.verify:
+        print(dump_config(load_config(VerifyConfig, preset if preset is not None else {}, overrides)), end="")
+        return 0
+    if preset is None:
+        raise ValueError("show-config needs a training preset or YAML file (or --verify for the verification "
+                         "config); see `torchcert presets`")
+    print(dump_config(load_config(TrainConfig, preset, overrides)), end="")
     return 0

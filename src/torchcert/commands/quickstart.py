@@ -3,6 +3,7 @@ accuracy of the trained network on the test split, printed as a small table."""
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Dict
 
 import torch
@@ -72,4 +73,18 @@ def run(args: argparse.Namespace) -> int:
           "batched; verified: IBP, and max(IBP, CROWN), as `torchcert verify --methods ibp,crown` counts them. "
           f"`torchcert verify --checkpoint {result.checkpoint}` runs the full cascade per sample (its PGD: 40 steps "
           "of 0.035 eps by default, then alpha-CROWN and branch and bound), so its numbers can be higher.")
+    write_report(result.out_dir)
     return 0
+
+
+def write_report(run_dir: Path) -> None:
+    """Plots and the table of the run in ``run_dir/report`` when matplotlib is installed, else how to get them."""
+    from torchcert.report import build_report, default_out
+    from torchcert.report.plots import INSTALL_HINT, plots_available
+
+    if not plots_available():
+        print(f"Plots and a table of this run: {INSTALL_HINT}, then `torchcert report {run_dir}`.")
+        return
+    report = build_report([run_dir], default_out([run_dir]))
+    print(f"Report (plots, Table-1 style table): {report.out / 'report.md'}; after `torchcert verify` it also shows "
+          f"the cascade: `torchcert report {run_dir}`.")

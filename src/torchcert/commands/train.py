@@ -1,8 +1,12 @@
-"""``torchcert train PRESET_OR_YAML [key=value ...] --out DIR``: train a network, writing a run folder."""
+"""``torchcert train PRESET_OR_YAML [key=value ...] --out DIR``: train a network, writing a run folder.
+
+Launched by ``torchrun --nproc_per_node N -m torchcert train ...`` it trains with DistributedDataParallel over the
+N processes (NCCL on GPUs, gloo on CPUs); see :mod:`torchcert.train.distributed`."""
 from __future__ import annotations
 
 import argparse
 import json
+import os
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -26,12 +30,27 @@ def run(args: argparse.Namespace) -> int:
     from torchcert.config import load_config
     from torchcert.train.config import TrainConfig
     from torchcert.train.run import train
+    from torchcert.verify.shards import launcher
 
     overrides = list(args.overrides)
     if getattr(args, "threads", None) is not None:  # the command line wins over the config's run.threads
         overrides.append(f"run.threads={args.threads}")
     config = load_config(TrainConfig, args.config, overrides)
-    result = train(config, args.out, data_dir=args.data_dir, device=args.device, resume=args.resume,
-                   download=args.download)
-    print(json.dumps(result.summary, indent=2))
+    options = dict(data_dir=args.data_dir, device=args.device, resume=args.resume, download=args.download)
+    launch = launcher(os.environ)
+    if launch is None or launch.world == 1:
+        print(json.dumps(train(config, args.out, **options).summary, indent=2))
+        return 0
+    import torch.distributed as dist
+
+    from torchcert.train.distributed import init_world
+    from torchcert.train.run import resolve_device
+
+    world = init_world(launch, resolve_device(args.device or config.run.device).type)
+    try:
+        result = train(config, args.out, world=world, **options)
+    finally:
+        dist.destroy_process_group()
+    if world.main:
+        print(json.dumps(result.summary, indent=2))
     return 0

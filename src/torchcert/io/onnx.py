@@ -22,6 +22,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from torchcert.bounds.rules.concat import Concat
+from torchcert.bounds.rules.merge import Merge
+
 from .files import read_bytes
 
 
@@ -43,7 +46,8 @@ Value = Union[Activation, np.ndarray]
 class OnnxGraph(nn.Module):
     """Steps of a converted DAG: ``values[i + 1] = steps[i](*(values[r + 1] for r in reads[i]))``, values[0] = x.
 
-    ``torch.fx`` unrolls the loop: each step is one node reading the nodes of ``reads`` (-1: the input)."""
+    ``torch.fx`` unrolls the loop: each step is one node reading the nodes of ``reads`` (-1: the input); the steps
+    of several inputs are written as ``a + b``, ``a - b`` and ``torch.cat(..., dim=1)``, as the engine reads them."""
 
     def __init__(self, steps: Sequence[nn.Module], reads: Sequence[Tuple[int, ...]]) -> None:
         super().__init__()
@@ -53,7 +57,13 @@ class OnnxGraph(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         values = [x]
         for step, reads in zip(self.steps, self.reads):
-            values.append(step(*[values[r + 1] for r in reads]))
+            args = [values[r + 1] for r in reads]
+            if isinstance(step, Merge):  # written as the engine's graph reads residual sums: a + b, a - b
+                values.append(args[0] + args[1] if step.sign > 0 else args[0] - args[1])
+            elif isinstance(step, Concat):
+                values.append(torch.cat(args, dim=1))
+            else:
+                values.append(step(*args))
         return values[-1]
 
 

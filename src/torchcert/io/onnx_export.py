@@ -99,8 +99,9 @@ def _pad(w: _Writer, m: nn.Module, x: str, out: str) -> str:
 
 
 def _affine(w: _Writer, m: ChannelAffine, x: str, out: str) -> str:
-    scaled = w.node("Mul", [x, w.const(out + ".scale", m.scale)], out + ".mul")
-    return w.node("Add", [scaled, w.const(out + ".shift", m.shift)], out)
+    scale, shift = m.constants()
+    scaled = w.node("Mul", [x, w.const(out + ".scale", scale)], out + ".mul")
+    return w.node("Add", [scaled, w.const(out + ".shift", shift)], out)
 
 
 #: module type -> writer of its node(s); a single input

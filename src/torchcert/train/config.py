@@ -119,11 +119,28 @@ class OptimConfig:
 
 
 @dataclass(frozen=True)
+class WandbConfig:
+    """Weights & Biases logging (the ``wandb`` extra), on when ``project`` is set: ``run.wandb.project=NAME``.
+
+    ``name``: the W&B run's name (default: the run folder's name); ``mode``: ``online`` (needs an account and a
+    network) or ``offline`` (written under the run folder only; ``wandb sync`` uploads it later).
+    """
+
+    project: Optional[str] = None
+    name: Optional[str] = None
+    mode: Literal["online", "offline"] = "online"
+
+
+@dataclass(frozen=True)
 class RunConfig:
     """--num-epochs, --seed (config default 100), --device, TF32 (off unless asked), --test-interval.
 
     ``progress``: live progress bars (shown only on a terminal; logs get one line per epoch).
     ``threads``: CPU threads for PyTorch (None keeps PyTorch's default; 1 is fastest for tiny networks).
+    ``tensorboard``: scalars per epoch in ``RUN/tensorboard``; ``wandb``: a W&B run (see :class:`WandbConfig`).
+    ``sync_bn``: under torchrun, BatchNorm normalises by the statistics of the global batch (forward and bounds),
+    so N processes compute what one process computes: the original semantics, the default. False: each process
+    uses its own rows' statistics (no communication per layer; results then depend on the number of processes).
     """
 
     epochs: int = 160
@@ -134,6 +151,8 @@ class RunConfig:
     progress: bool = True
     tensorboard: bool = False
     threads: Optional[int] = None
+    wandb: WandbConfig = field(default_factory=WandbConfig)
+    sync_bn: bool = True
 
 
 @dataclass(frozen=True)

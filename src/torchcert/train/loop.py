@@ -13,8 +13,9 @@ then backward (divided by the accumulation count), gradient-norm clipping and on
 """
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -23,9 +24,16 @@ from torch import Tensor, nn
 from torchcert.attacks import eval_mode, per_example_ce, pgd
 from torchcert.bounds import Box, capture_bn_stats, ibp, ibp_with_relu_inputs, input_box, margin_matrix
 from torchcert.losses import LossTerms, TrainingLoss, ibp_loss, l1_penalty, margins, sabr_box
+from torchcert.train.distributed import World, gatherer, global_batchnorm, maybe, rows
 from torchcert.train.regularisers import reg_intensity, shi_regulariser
 
 NATURAL_EPS = 1e-50  # below this training ε a batch is trained naturally (the original's rule)
+#: maps this rank's rows (n_r, ...) to the whole micro-batch's (N, ...); the identity in one process
+Gather = Callable[[Tensor], Tensor]
+
+
+def _same(t: Tensor) -> Tensor:
+    return t
 
 
 @dataclass(frozen=True)
@@ -110,15 +118,18 @@ def _bounds(model: nn.Module, box: Box, C: Tensor, bn_stats: Optional[dict], s: 
 
 
 def _attack(model: nn.Module, box: Box, labels: Tensor, steps: int, step_size: float,
-            generator: Optional[torch.Generator]) -> Tensor:
-    """PGD with the network in eval mode (BatchNorm running statistics), no parameter gradients."""
+            generator: Optional[torch.Generator], noise: Optional[Tensor] = None) -> Tensor:
+    """PGD with the network in eval mode (BatchNorm running statistics), no parameter gradients; ``noise``: the
+    start's uniform draw when the caller made it (distributed runs draw it for the global batch)."""
     with eval_mode(model), torch.no_grad():
-        return pgd(model, box.lower, box.upper, per_example_ce(labels), steps, step_size, generator)
+        return pgd(model, box.lower, box.upper, per_example_ce(labels), steps, step_size, generator, noise=noise)
 
 
 def _bound_terms(model: nn.Module, x: Tensor, x_adv: Optional[Tensor], attack_box: Optional[Box], C: Tensor,
-                 bn_stats: dict, b: BatchEps, s: StepSettings) -> Tuple[Tensor, Tensor, Tensor]:
-    """Margin lower bounds over the ε box (SABR: its small box), their IBP loss, and the Shi regulariser (or 0)."""
+                 bn_stats: dict, b: BatchEps, s: StepSettings, gather: Gather = _same
+                 ) -> Tuple[Tensor, Tensor, Tensor]:
+    """Margin lower bounds over the ε box (SABR: its small box) of this rank's rows, the IBP loss of the whole
+    batch's bounds, and the Shi regulariser of the whole batch's boxes (or 0)."""
     box = _box(x, _eps_with_floor(b.eps, b, s), s)
     if s.loss.small_box:
         radius = _eps_with_floor(b.attack_eps * s.coeff, b, s) / s.std.view(1, -1, 1, 1)
@@ -127,13 +138,27 @@ def _bound_terms(model: nn.Module, x: Tensor, x_adv: Optional[Tensor], attack_bo
     reg_loss = torch.zeros((), device=x.device)
     if b.reg and (s.reg_weight > 0 or s.loss.name == "ibp"):  # the original skips a zero weight except for IBP
         intensity = reg_intensity(b.scheduled, b.max_eps, s.reg_weight, s.reg_decay)
-        reg_loss = shi_regulariser(box, relu_inputs, s.reg_tol, s.reg_objectives, intensity)
-    return lb, ibp_loss(lb), reg_loss
+        boxes = [Box(gather(r.lower), gather(r.upper)) for r in [box, *relu_inputs]]
+        reg_loss = shi_regulariser(boxes[0], boxes[1:], s.reg_tol, s.reg_objectives, intensity)
+    lb_all = gather(lb)
+    return lb_all, ibp_loss(lb_all), reg_loss
 
 
 def micro_step(model: nn.Module, x: Tensor, labels: Tensor, b: BatchEps, s: StepSettings, meter: Meter,
-               generator: Optional[torch.Generator] = None) -> Tensor:
-    """Forward part of a training step on one micro-batch (model in train mode); returns the loss."""
+               generator: Optional[torch.Generator] = None, noise: Optional[Tensor] = None,
+               inner: Optional[nn.Module] = None, bn_sync: Optional[dict] = None, gather: Gather = _same,
+               all_labels: Optional[Tensor] = None) -> Tensor:
+    """Forward part of a training step on one micro-batch (model in train mode); returns the loss.
+
+    Distributed runs (see :mod:`.distributed`): ``x``/``labels`` are this rank's rows and ``all_labels`` the
+    micro-batch's; ``model`` is the DistributedDataParallel wrapper of ``inner``, which the attack and the bounds
+    use directly (their gradients reach the same parameters within the wrapped forward/backward); ``noise`` is
+    this rank's rows of PGD's start draw; ``bn_sync`` holds the global BatchNorm statistics of the latest
+    forward, which then replace the captured local ones. Per-sample outputs (logits, margin bounds, the
+    regulariser's boxes) are gathered by ``gather`` and every loss is computed on the whole micro-batch, as one
+    process computes it: each rank returns that same loss."""
+    inner = model if inner is None else inner
+    all_labels = labels if all_labels is None else all_labels
     n = x.shape[0]
     # The clean logits enter the loss only in natural batches or, without attack, as the adversarial stand-in
     # (then the bounds also use the clean forward's BatchNorm statistics).
@@ -143,26 +168,30 @@ def micro_step(model: nn.Module, x: Tensor, labels: Tensor, b: BatchEps, s: Step
         else:
             with capture_bn_stats(model) as bn_stats:
                 logits = model(x)
-    nat_loss = F.cross_entropy(logits, labels)
+    logits = gather(logits)
+    nat_loss = F.cross_entropy(logits, all_labels)
     adv_logits, x_adv, attack_box = logits, None, None
     if s.attack_steps > 0:
         attack_box = _box(x, _eps_with_floor(b.attack_eps, b, s), s)
-        x_adv = _attack(model, attack_box, labels, s.attack_steps, s.attack_step_size, generator)
+        x_adv = _attack(inner, attack_box, labels, s.attack_steps, s.attack_step_size, generator, noise)
         with capture_bn_stats(model) as bn_stats:
-            adv_logits = model(x_adv)
-    adv_loss = F.cross_entropy(adv_logits, labels)
-    _log_outputs(meter, n, labels, nat_loss, logits, adv_loss, adv_logits)
+            adv_logits = gather(model(x_adv))
+    if bn_sync is not None:  # the latest forward's global statistics instead of this rank's
+        bn_stats = {m: bn_sync[m] for m in bn_stats}
+    adv_loss = F.cross_entropy(adv_logits, all_labels)
+    _log_outputs(meter, n, all_labels, nat_loss, logits, adv_loss, adv_logits)
 
     loss = torch.zeros((), device=x.device)
-    C = margin_matrix(labels, s.num_class).to(x.dtype)
+    C_all = margin_matrix(all_labels, s.num_class).to(x.dtype)
     if b.robust or b.reg:
-        lb, robust_loss, reg_loss = _bound_terms(model, x, x_adv, attack_box, C, bn_stats, b, s)
+        C = C_all if all_labels is labels else margin_matrix(labels, s.num_class).to(x.dtype)
+        lb, robust_loss, reg_loss = _bound_terms(inner, x, x_adv, attack_box, C, bn_stats, b, s, gather)
         _log_bounds(meter, n, lb, robust_loss)
         loss = loss + reg_loss
     if s.loss.name != "ibp":  # the original adds no L1 term to plain IBP training
-        loss = loss + s.l1_coeff * l1_penalty(model)
+        loss = loss + s.l1_coeff * l1_penalty(inner)
     if b.robust:
-        terms = LossTerms(lb, margins(C, adv_logits), robust_loss, adv_loss)
+        terms = LossTerms(lb, margins(C_all, adv_logits), robust_loss, adv_loss)
         loss = loss + s.loss.combine(terms, s.coeff)
     else:
         loss = loss + nat_loss
@@ -185,11 +214,28 @@ def _log_bounds(meter: Meter, n: int, lb: Tensor, robust_loss: Tensor) -> None:
 
 
 def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: Tensor, labels: Tensor, b: BatchEps,
-               s: StepSettings, meter: Meter, generator: Optional[torch.Generator] = None) -> None:
-    """One optimiser step on a batch, split into ``grad_acc_steps`` micro-batches; metrics go to ``meter``."""
-    for x_part, y_part in zip(x.tensor_split(s.grad_acc_steps), labels.tensor_split(s.grad_acc_steps)):
-        loss = micro_step(model, x_part, y_part, b, s, meter, generator)
-        (loss / s.grad_acc_steps).backward()
+               s: StepSettings, meter: Meter, generator: Optional[torch.Generator] = None,
+               world: World = World(), ddp: Optional[nn.Module] = None, sync_bn: bool = False) -> None:
+    """One optimiser step on a batch, split into ``grad_acc_steps`` micro-batches; metrics go to ``meter``.
+
+    Distributed: ``x``/``labels`` are the global batch; each micro-batch is split over the ranks (:func:`rows`),
+    ``ddp`` (the DistributedDataParallel wrapper of ``model``) runs the forwards, every rank computes the loss of
+    the whole micro-batch from the gathered per-sample outputs (whose backward sums the ranks' gradients, W times
+    the gradient of the rows each rank computed; DDP's average divides by W), and gradients are all-reduced once
+    per step (``no_sync`` for the other micro-batches); ``sync_bn``: BatchNorm statistics of the global
+    micro-batch. One process: ``world`` of size 1, as before.
+    """
+    parts = list(zip(x.tensor_split(s.grad_acc_steps), labels.tensor_split(s.grad_acc_steps)))
+    for k, (x_part, y_part) in enumerate(parts):
+        noise = None
+        if world.distributed and s.attack_steps > 0:  # the start draw of the whole micro-batch, as one process
+            noise = rows(torch.zeros_like(x_part).uniform_(generator=generator), world)
+        skip_sync = ddp is not None and k < len(parts) - 1
+        with (ddp.no_sync() if skip_sync else nullcontext()), \
+                maybe(sync_bn and world.distributed, global_batchnorm(model)) as bn_sync:
+            loss = micro_step(ddp or model, rows(x_part, world), rows(y_part, world), b, s, meter, generator, noise,
+                              model, bn_sync, gatherer(world, y_part.shape[0]), y_part)
+            (loss / s.grad_acc_steps).backward()
     grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=s.grad_clip)
     meter.update("grad_norm", grad_norm, 1)
     optimizer.step()
@@ -199,13 +245,14 @@ def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: Tensor, la
 @torch.no_grad()
 def eval_step(model: nn.Module, x: Tensor, labels: Tensor, eps: float, s: StepSettings, meter: Meter,
               attack_steps: int, attack_step_size: Optional[float],
-              generator: Optional[torch.Generator] = None) -> None:
-    """Evaluation on a batch at ``eps`` (model in eval mode): natural, PGD and IBP-verified accuracy and loss."""
+              generator: Optional[torch.Generator] = None, noise: Optional[Tensor] = None) -> None:
+    """Evaluation on a batch at ``eps`` (model in eval mode): natural, PGD and IBP-verified accuracy and loss
+    (``noise``: PGD's start draw, when the caller made it)."""
     logits = model(x)
     box = _box(x, eps, s)
     adv_logits = logits
     if attack_steps > 0:
-        adv_logits = model(_attack(model, box, labels, attack_steps, attack_step_size, generator))
+        adv_logits = model(_attack(model, box, labels, attack_steps, attack_step_size, generator, noise))
     n = x.shape[0]
     _log_outputs(meter, n, labels, F.cross_entropy(logits, labels), logits,
                  F.cross_entropy(adv_logits, labels), adv_logits)

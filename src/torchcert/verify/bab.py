@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Optional, Tuple
 
 import torch
 from torch import nn
@@ -24,10 +24,11 @@ from torchcert import bounds
 from torchcert.bounds import Box
 
 from .attack import margin_pgd, min_margins, random_points
-from .branching import choose_neurons
+from .branching import get_branching
 from .domain_bounds import OptimSettings, bound_minimisers, initial_alphas, optimise_domains
 from .domains import DomainQueue, NeuronIndex, split_relu_bounds
-from torchcert.bounds.layers import build_layers, relu_only
+from torchcert.bounds import relu_form
+from torchcert.bounds.layers import BoundGraph
 
 from .lp import leaf_layers, solve_leaf
 from .verdict import bound_copy, model_dtype, tolerance
@@ -39,7 +40,10 @@ RECHECKED = 8
 
 @dataclass(frozen=True)
 class BabSettings:
-    """Knobs of the search. ``batch_size``: domains split per iteration (each gives two children)."""
+    """Knobs of the search. ``batch_size``: domains split per iteration (each gives two children);
+    ``branching``: the split heuristic, a name of :data:`.branching.BRANCHING`. ``timeout`` is checked between
+    iterations, between the gradient steps of the root bound and of each batch of domains, and between exact
+    leaves."""
 
     timeout: float = 60.0
     batch_size: int = 32
@@ -54,6 +58,7 @@ class BabSettings:
     exact_leaves: bool = True
     lp_tolerance: float = 1e-9
     bound_mode: bool = False  # tighten the lower bound until timeout instead of stopping at a verdict
+    branching: str = "fsb"
 
 
 # In bound mode (the original's BaB "with return_bounds_if_timeout", used for tuning statistics) a counterexample
@@ -96,6 +101,11 @@ class _Search:
 
     def elapsed(self) -> float:
         return time.perf_counter() - self.start
+
+    @property
+    def deadline(self) -> float:
+        """The ``time.perf_counter()`` value at which the search times out."""
+        return self.start + self.settings.timeout
 
     def threshold(self) -> torch.Tensor:
         """``(M,)``: a domain whose bounds all exceed these is closed: the rounding tolerance when deciding, the
@@ -144,8 +154,9 @@ class _Search:
 
 
 def bab_refusal(bound_model: nn.Module, box: Box) -> Optional[str]:
-    """Why branch and bound cannot decide this network (None when it can: every nonlinearity is a ReLU)."""
-    return relu_only(build_layers(bound_model, tuple(box.lower.shape[1:]), model_dtype(bound_model)))
+    """Why branch and bound cannot decide this network (None when it can: ReLUs, and max pooling that
+    :func:`~torchcert.bounds.relu_form.relu_form` rewrites as ReLUs)."""
+    return relu_form.refusal(bound_model.net if isinstance(bound_model, BoundGraph) else bound_model)
 
 
 def branch_and_bound(model: nn.Module, box: Box, C: torch.Tensor, settings: BabSettings = BabSettings(),
@@ -160,10 +171,13 @@ def branch_and_bound(model: nn.Module, box: Box, C: torch.Tensor, settings: BabS
     if box.lower.shape[0] != 1 or C.dim() != 3 or C.shape[0] != 1:
         raise ValueError(f"branch_and_bound takes one box (1, *in) and C (1, M, K); got box "
                          f"{tuple(box.lower.shape)} and C {tuple(C.shape)}")
-    search = _Search(model, box, C, settings, generator, bound_copy(model) if bound_model is None else bound_model)
-    reason = bab_refusal(search.bound_model, box)
+    branch = get_branching(settings.branching)  # an unknown name fails before any work
+    bound_model = bound_copy(model) if bound_model is None else bound_model
+    reason = bab_refusal(bound_model, box)
     if reason:
         raise ValueError(reason)
+    # splits are of ReLUs: max pooling is searched in its exact ReLU form (the user's model is still the one run)
+    search = _Search(model, box, C, settings, generator, relu_form.relu_form(bound_model, tuple(box.lower.shape[1:])))
     with torch.no_grad():
         root = [Box(b.lower.detach(), b.upper.detach())
                 for b in bounds.crown_relu_bounds(search.bound_model, search.bound_box)]
@@ -175,17 +189,18 @@ def branch_and_bound(model: nn.Module, box: Box, C: torch.Tensor, settings: BabS
     root_optim = OptimSettings(settings.root_iterations, settings.optim.lr_alpha, settings.optim.lr_beta)
     alphas = initial_alphas(root, C.shape[1])
     lbs, alphas = optimise_domains(search.bound_model, search.bound_box, search.bound_C, root, index, splits,
-                                   alphas, root_optim)
+                                   alphas, root_optim, deadline=search.deadline)
     search.domains = 1
     queue = DomainQueue(index.size, C.shape[1], box.lower.device, search.bound_box.lower.dtype)
     if bool(search.closes(lbs)[0]):
         search.closed_min = float(lbs.min())
         return search.result("verified", float("inf"))
     queue.push(splits, lbs)
-    return _loop(search, queue, root, index, alphas)
+    return _loop(search, queue, root, index, alphas, branch)
 
 
-def _loop(search: _Search, queue: DomainQueue, root: list, index: NeuronIndex, alphas: list) -> BabResult:
+def _loop(search: _Search, queue: DomainQueue, root: list, index: NeuronIndex, alphas: list,
+          branch) -> BabResult:
     s = search.settings
     while len(queue):
         if search.elapsed() > s.timeout:
@@ -194,20 +209,24 @@ def _loop(search: _Search, queue: DomainQueue, root: list, index: NeuronIndex, a
             return search.result("unknown", queue.min_bound())
         splits, lbs = queue.pop(s.batch_size, s.dive)
         full = (splits != 0).all(dim=1)
-        if bool(full.any()) and _solve_leaves(search, root, index, splits[full], lbs[full]):
-            queue.push(splits, lbs)
-            return search.result("falsified", queue.min_bound())
+        if bool(full.any()):
+            found, unsolved = _solve_leaves(search, root, index, splits[full], lbs[full])
+            if found:
+                queue.push(splits, lbs)
+                return search.result("falsified", queue.min_bound())
+            queue.push(splits[full][unsolved], lbs[full][unsolved])  # left by the deadline: they stay open
         splits, lbs = splits[~full], lbs[~full]
         if splits.shape[0] == 0:
             continue
-        chosen = choose_neurons(search.bound_model, search.bound_box, search.bound_C, root, index, splits, alphas,
-                                s.candidates)
+        chosen = branch(search.bound_model, search.bound_box, search.bound_C, root, index, splits, alphas,
+                        s.candidates)
         kids = torch.cat([splits, splits]).clone()
         rows = torch.arange(splits.shape[0])
         kids[rows, chosen] = 1
         kids[rows + splits.shape[0], chosen] = -1
         kid_lbs, kid_alphas = optimise_domains(search.bound_model, search.bound_box, search.bound_C, root, index,
-                                               kids, alphas, s.optim, floor=torch.cat([lbs, lbs]))
+                                               kids, alphas, s.optim, floor=torch.cat([lbs, lbs]),
+                                               deadline=search.deadline)
         search.domains += kids.shape[0]
         done = search.closes(kid_lbs)
         if bool(done.any()):
@@ -234,16 +253,22 @@ def _attack_children(search: _Search, root: list, index: NeuronIndex, kids: torc
     return search.attack(points[top])
 
 
-def _solve_leaves(search: _Search, root: list, index: NeuronIndex, splits: torch.Tensor, lbs: torch.Tensor) -> bool:
-    """Exact LP on fully split domains; True when one yields a counterexample (checked by a forward pass). Without
-    exact leaves the domains stay undecided and their bounds ``lbs (D, M)`` still count in the lower bound."""
+def _solve_leaves(search: _Search, root: list, index: NeuronIndex, splits: torch.Tensor,
+                  lbs: torch.Tensor) -> Tuple[bool, torch.Tensor]:
+    """Exact LP on fully split domains ``splits (D, U)``: (True when one yields a counterexample, checked by a
+    forward pass; mask (D,) of the leaves not solved because the deadline passed). Without exact leaves the domains
+    stay undecided and their bounds ``lbs (D, M)`` still count in the lower bound."""
+    unsolved = torch.zeros(splits.shape[0], dtype=torch.bool, device=splits.device)
     if not search.settings.exact_leaves:
         search.undecided += splits.shape[0]
         search.closed_min = min(search.closed_min, float(lbs.min()))
-        return False
+        return False, unsolved
     if search.leaf_layers is None:
         search.leaf_layers = leaf_layers(search.bound_model, search.box)
-    for row in splits:
+    for i, row in enumerate(splits):
+        if search.elapsed() > search.settings.timeout:
+            unsolved[i:] = True
+            break
         leaf = solve_leaf(search.leaf_layers, search.box, search.C, root, index, row)
         search.domains += 1
         clear = float(search.tau.max()) + search.settings.lp_tolerance
@@ -253,7 +278,7 @@ def _solve_leaves(search: _Search, root: list, index: NeuronIndex, splits: torch
                 search.offer(leaf.point.to(search.box.lower.device))
             continue
         if leaf.point is not None and search.offer(leaf.point.to(search.box.lower.device)):
-            return True
+            return True, unsolved
         search.closed_min = min(search.closed_min, leaf.value)
         search.undecided += 1
-    return False
+    return False, unsolved

@@ -6,10 +6,13 @@
    height of the triangle relaxation ``-l·u/(u - l)``.
 2. Keep the ``k`` best candidates per domain, bound both children of each with CROWN (one batched call), and
    pick the candidate whose worse child has the highest bound (filtered smart branching).
+
+Heuristics are chosen by name from :data:`BRANCHING` (``fsb``, the default; ``sensitivity``: step 1 alone;
+``widest``: the tallest triangle relaxation).
 """
 from __future__ import annotations
 
-from typing import List, Sequence
+from typing import Callable, Dict, List, Sequence
 
 import torch
 from torch import nn
@@ -77,3 +80,32 @@ def _repeat(alphas: Sequence[torch.Tensor], times: int, count: int) -> List[torc
         per_domain = a.repeat_interleave(times // 2, dim=0)  # (D*k, ...)
         out.append(torch.cat([per_domain, per_domain], dim=0))
     return out
+
+
+def choose_by_sensitivity(model: nn.Module, box: Box, C: torch.Tensor, root: Sequence[Box], index: NeuronIndex,
+                          splits: torch.Tensor, alphas: Sequence[torch.Tensor], candidates: int = 3) -> torch.Tensor:
+    """The best-scored neuron of :func:`neuron_scores` in each domain, without bounding its children (D,)."""
+    return neuron_scores(model, box, C, root, index, splits, alphas).argmax(dim=1)
+
+
+def choose_widest(model: nn.Module, box: Box, C: torch.Tensor, root: Sequence[Box], index: NeuronIndex,
+                  splits: torch.Tensor, alphas: Sequence[torch.Tensor], candidates: int = 3) -> torch.Tensor:
+    """The unsplit neuron whose triangle relaxation is tallest, ``-l·u/(u - l)`` (BaBSR's intercept term, no
+    gradients): (D,)."""
+    low, up = flat_bounds(split_relu_bounds(root, index, splits))
+    low, up = low[:, index.unstable], up[:, index.unstable]
+    height = (-low * up / (up - low).clamp(min=1e-12)).clamp(min=0)
+    return height.masked_fill(splits != 0, float("-inf")).argmax(dim=1)
+
+
+#: branching heuristics by name (``BabSettings.branching``); each maps the open domains to one neuron each
+BRANCHING: Dict[str, Callable[..., torch.Tensor]] = {
+    "fsb": choose_neurons, "sensitivity": choose_by_sensitivity, "widest": choose_widest,
+}
+
+
+def get_branching(name: str) -> Callable[..., torch.Tensor]:
+    """The heuristic called ``name``; ValueError listing the valid names."""
+    if name not in BRANCHING:
+        raise ValueError(f"unknown branching heuristic {name!r}; valid: {', '.join(sorted(BRANCHING))}")
+    return BRANCHING[name]

@@ -8,6 +8,7 @@ iterations is kept (each iterate is a valid bound).
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple
 
@@ -59,11 +60,13 @@ def domain_bound(model: nn.Module, box: Box, C: torch.Tensor, relu_bounds: Seque
 
 def optimise_domains(model: nn.Module, box: Box, C: torch.Tensor, root: Sequence[Box], index: NeuronIndex,
                      splits: torch.Tensor, alpha_init: Sequence[torch.Tensor], settings: OptimSettings,
-                     floor: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, List[torch.Tensor]]:
+                     floor: Optional[torch.Tensor] = None,
+                     deadline: Optional[float] = None) -> Tuple[torch.Tensor, List[torch.Tensor]]:
     """Best lower bounds (D, M) over ``settings.iterations`` projected-gradient steps, and the final alphas.
 
     box: (1, *in); C: (1, M, K); splits (D, U) int8; alpha_init per ReLU (1 or D, M, *shape_i);
-    floor (D, M): bounds already known (e.g. the parent's), kept when better. Stops early once all are > 0.
+    floor (D, M): bounds already known (e.g. the parent's), kept when better. Stops early once all are > 0, or
+    once ``time.perf_counter()`` passes ``deadline`` (after the first bound: every iterate is a valid bound).
     """
     count, dtype = splits.shape[0], box.lower.dtype
     boxes, specs = expand_box(box, count), C.expand(count, *C.shape[1:])
@@ -86,6 +89,8 @@ def optimise_domains(model: nn.Module, box: Box, C: torch.Tensor, root: Sequence
         lower = domain_bound(model, boxes, specs, relu_bounds, alphas, betas, signs)
         best = lower.detach() if best is None else torch.maximum(best, lower.detach())
         if step == settings.iterations - 1 or bool((best > 0).all()):
+            break
+        if deadline is not None and time.perf_counter() > deadline:
             break
         optimiser.zero_grad()
         (-lower.sum()).backward()

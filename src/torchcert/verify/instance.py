@@ -4,7 +4,7 @@ The property's counterexample is a union of disjuncts (:mod:`torchcert.io.vnnlib
 rows ``A y + b >= 0``; with margins ``m = C f(x) + d`` (``C = -A``, ``d = -b``) a disjunct is infeasible when some
 margin is positive everywhere on its box. Disjuncts of one row on the same box (the usual ``or`` of
 ``Y_j >= Y_t``) form one **all-rows** problem, ``min_j m_j(x) > 0`` on the box, decided by the cascade
-(:func:`.cascade.verify_spec`: attack, IBP, CROWN, α-CROWN, branch and bound) on the network with the spec appended
+(:func:`.spec_cascade.verify_spec`: attack, IBP, CROWN, α-CROWN, branch and bound) on the network with the spec appended
 as a last linear layer ``g = C f + d``. A disjunct of several rows (a conjunction) holds when one of its rows is
 proved positive by the bounds or, on small inputs, by splitting the input box (:mod:`.input_split`); its attack minimises the largest margin.
 
@@ -29,8 +29,9 @@ from torchcert.io.vnnlib import Disjunct, Property
 
 from .attack import random_points
 from .bab import BabSettings
-from .cascade import METHODS, verify_spec
+from .cascade import METHODS
 from .input_split import closed_boxes, input_split
+from .spec_cascade import verify_spec
 from .verdict import model_dtype
 
 RESULTS = ("sat", "unsat", "timeout", "unknown", "error")

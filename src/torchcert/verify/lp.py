@@ -23,6 +23,7 @@ from torch import nn
 
 from torchcert.bounds import Box
 from torchcert.bounds.layers import Layer, build_layers, forward
+from torchcert.bounds.rules import maxpool
 
 from .domains import NeuronIndex, dense_signs, flat_bounds
 
@@ -37,8 +38,14 @@ class LeafSolution:
 
 
 def leaf_layers(model: nn.Module, box: Box) -> List[Layer]:
-    """The bound engine's layers of ``model`` (eval mode) in float64, for inputs shaped like ``box``."""
-    return build_layers(model, tuple(box.lower.shape[1:]), torch.float64)
+    """The bound engine's layers of ``model`` (eval mode) in float64, for inputs shaped like ``box``. ValueError
+    if a layer other than a ReLU is not affine (max pooling: branch and bound uses its ReLU form), since a leaf
+    with every ReLU fixed is solved as an affine function of the input."""
+    layers = build_layers(model, tuple(box.lower.shape[1:]), torch.float64)
+    nonlinear = [layer.name for layer in layers if layer.rule is maxpool]
+    if nonlinear:
+        raise ValueError(f"exact leaves need ReLUs as the only nonlinearity; found max pooling {nonlinear}")
+    return layers
 
 
 def _masked_forward(layers: Sequence[Layer], x: torch.Tensor, masks: Sequence[torch.Tensor]) -> tuple:
@@ -104,7 +111,8 @@ def solve_leaf(layers: Sequence[Layer], box: Box, C: torch.Tensor, root: Sequenc
     up = box.upper.detach().to(torch.float64).cpu()
     n = low.numel()
     device = box.lower.device
-    basis = torch.cat([torch.zeros(1, n, dtype=torch.float64), torch.eye(n, dtype=torch.float64)])
+    on_cpu = dict(dtype=torch.float64, device="cpu")  # explicit: the LP is solved on the CPU whatever the default
+    basis = torch.cat([torch.zeros(1, n, **on_cpu), torch.eye(n, **on_cpu)])
     masks = [m.to(device, torch.float64) for m in _phase_masks(root, index, split_row)]
     with torch.no_grad():
         out, pre = _masked_forward(layers, basis.view(n + 1, *low.shape[1:]).to(device), masks)
@@ -112,7 +120,7 @@ def solve_leaf(layers: Sequence[Layer], box: Box, C: torch.Tensor, root: Sequenc
     spec = C[0].detach().to(torch.float64).cpu()
     margins = out.flatten(1) @ spec.T                          # (n+1, M)
     G, g = (margins[1:] - margins[:1]).T.numpy(), margins[0].numpy()
-    z = torch.cat(pre, dim=1)[:, index.unstable.cpu()] if pre else torch.zeros(n + 1, 0, dtype=torch.float64)
+    z = torch.cat(pre, dim=1)[:, index.unstable.cpu()] if pre else torch.zeros(n + 1, 0, **on_cpu)
     J, c = (z[1:] - z[:1]).T.numpy(), z[0].numpy()
     s = split_row.to(torch.float64).cpu().numpy()
     A_ub, b_ub = -s[:, None] * J, s * c                        # s (J x + c) >= 0

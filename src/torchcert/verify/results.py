@@ -4,7 +4,9 @@ The first line of a results file is ``{"settings": {...}}``: the checkpoint's ha
 a verdict; records are reused only under the same settings.
 
 Record keys: ``idx``, ``label``, ``clean_ok``, ``pgd_ok``, ``ibp_ok``, ``crown_ok``, ``alpha_ok``, ``verified``,
-``status``, ``method``, ``seconds``, ``lower_bound``, ``bounds`` (min-margin bound per stage), ``domains``.
+``status``, ``method``, ``seconds``, ``lower_bound``, ``bounds`` (min-margin bound per stage), ``domains``, and
+``error`` (the exception's type and message) on a sample whose status is ``error``: never verified, counted
+apart from timeouts, and re-tried when the run is resumed.
 """
 from __future__ import annotations
 
@@ -34,7 +36,7 @@ def record_of(idx: int, label: int, result: VerifyResult) -> Dict[str, Any]:
         "verified": result.verified, "status": result.status, "method": result.method,
         "seconds": round(result.seconds, 4), "lower_bound": _finite(result.lower_bound),
         "bounds": {k: _finite(v) for k, v in result.bounds.items()}, "domains": result.domains,
-    }
+    } | ({"error": result.error} if result.status == "error" else {})
 
 
 def read_jsonl(path: Path) -> Tuple[Optional[Dict[str, Any]], Dict[int, Dict[str, Any]]]:
@@ -60,8 +62,9 @@ def settings_differences(old: Dict[str, Any], new: Dict[str, Any]) -> Dict[str, 
 
 class ResultStore:
     """JSONL results keyed by ``idx`` under a header line ``{"settings": {...}}`` that records everything that
-    can change a verdict. Records are reused only under the same settings, except that a larger ``timeout``
-    re-tries just the samples that timed out (their header is updated; decided verdicts stand). Opening a store
+    can change a verdict. Records are reused only under the same settings (``error`` records never: those
+    samples are re-tried), except that a larger ``timeout`` re-tries just the samples that timed out (their
+    header is updated; decided verdicts stand). Opening a store
     reads only; the file is first written when a record is added, so a run that fails before computing anything
     leaves it as it was."""
 
@@ -79,9 +82,9 @@ class ResultStore:
             if header is not None:
                 self._check(header, records)
             self._on_disk = records
-            self.records = dict(records) if resume else {}
+            self.records = {i: r for i, r in records.items() if r.get("status") != "error"} if resume else {}
             if resume and self.retried:
-                self.records = {i: r for i, r in records.items() if r.get("status") != "timeout"}
+                self.records = {i: r for i, r in self.records.items() if r.get("status") != "timeout"}
 
     def _check(self, header: Dict[str, Any], records: Dict[int, Dict[str, Any]]) -> None:
         diff = settings_differences(header, self.settings)
@@ -112,11 +115,16 @@ class ResultStore:
 
     def add(self, record: Dict[str, Any]) -> None:
         """Append one record and flush it to disk before returning."""
+        self.add_many([record])
+
+    def add_many(self, records: List[Dict[str, Any]]) -> None:
+        """Append records (e.g. a batch's) and flush them to disk, with one ``fsync``, before returning."""
         if self._fresh:
             self._start_file()
-        self.records[int(record["idx"])] = record
+        for record in records:
+            self.records[int(record["idx"])] = record
         with self.path.open("a") as handle:
-            handle.write(json.dumps(record) + "\n")
+            handle.write("".join(json.dumps(record) + "\n" for record in records))
             handle.flush()
             os.fsync(handle.fileno())
 
@@ -132,6 +140,7 @@ def summarise(records: List[Dict[str, Any]]) -> Dict[str, Any]:
         out[name] = sum(bool(r.get(key)) for r in records) / n if n else 0.0
     out["timeouts"] = sum(r["status"] == "timeout" for r in records)
     out["unknown"] = sum(r["status"] == "unknown" for r in records)
+    out["errors"] = sum(r["status"] == "error" for r in records)
     out["mean_seconds"] = sum(r["seconds"] for r in records) / n if n else 0.0
     return out
 
@@ -141,8 +150,9 @@ def format_table(summary: Dict[str, Any], methods: Iterable[str] = ("ibp", "crow
     wanted = set(methods) | {"natural", "pgd", "verified"}
     alias = {"alpha-crown": "alpha"}
     cols = [name for name, _ in COLUMNS if alias.get(name, name) in wanted]
-    head = ["samples"] + cols + ["timeouts", "mean s"]
-    vals = [str(summary["samples"])] + [f"{100 * summary[c]:.2f}" for c in cols] + \
-           [str(summary["timeouts"]), f"{summary['mean_seconds']:.3f}"]
+    errors = summary.get("errors", 0)
+    head = ["samples"] + cols + ["timeouts"] + (["errors"] if errors else []) + ["mean s"]
+    vals = [str(summary["samples"])] + [f"{100 * summary[c]:.2f}" for c in cols] + [str(summary["timeouts"])] + \
+           ([str(errors)] if errors else []) + [f"{summary['mean_seconds']:.3f}"]
     widths = [max(len(h), len(v)) for h, v in zip(head, vals)]
     return "\n".join(" | ".join(x.rjust(w) for x, w in zip(row, widths)) for row in (head, vals))

@@ -6,7 +6,7 @@ import argparse
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple, Union
 
 import torch
 import yaml
@@ -34,11 +34,18 @@ class EvalSetup:
 
     def sample(self, idx: int) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
         """Clean input x and its box (each (1, C, H, W)) and the label of sample ``idx``."""
-        x = normalize(self.split.images[idx:idx + 1].to(self.device), self.info, self.dtype)
+        x, lower, upper, labels = self.samples([idx])
+        return x, lower, upper, int(labels[0])
+
+    def samples(self, indices) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Clean inputs x and their boxes (each (B, C, H, W)) and the labels (B,) of the samples ``indices``
+        (row by row what :meth:`sample` gives: normalisation and the box are elementwise)."""
+        rows = torch.as_tensor(list(indices), dtype=torch.long)
+        x = normalize(self.split.images[rows].to(self.device), self.info, self.dtype)
         low, high = data_range(self.info, self.device, self.dtype)
         std = torch.tensor(self.info.std, dtype=self.dtype, device=self.device)
         box = input_box(x, self.eps, None, std, low, high)
-        return x, box.lower, box.upper, int(self.split.labels[idx])
+        return x, box.lower, box.upper, self.split.labels[rows].to(self.device)
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -73,13 +80,13 @@ def parse_model_params(text: str) -> Dict[str, Any]:
     return out
 
 
-def _config(args: argparse.Namespace) -> Any:
+def _config(preset: Optional[str], checkpoint: str) -> Any:
     from torchcert.config import load_config
     from torchcert.train.config import TrainConfig
 
-    if args.preset:
-        return load_config(TrainConfig, args.preset)
-    beside = Path(args.checkpoint).parent / "config.yaml"
+    if preset:
+        return load_config(TrainConfig, preset)
+    beside = Path(checkpoint).parent / "config.yaml"
     return load_config(TrainConfig, beside) if beside.is_file() else None
 
 
@@ -95,30 +102,45 @@ def _pick(flag: Any, config: Any, path: str, what: str) -> Any:
 
 
 def build_setup(args: argparse.Namespace, split: str = "test", valid_share: Optional[float] = None) -> EvalSetup:
-    """Load model and data as the arguments say; ``split`` "test", "train" or "valid" (needs ``valid_share``)."""
+    """:func:`load_setup` from the parsed options of :func:`add_model_arguments` (the commands' side)."""
+    return load_setup(args.checkpoint, preset=args.preset, dataset=args.dataset, model=args.model,
+                      model_params=args.model_params, eps=args.eps, data_dir=args.data_dir, device=args.device,
+                      dtype=args.dtype, download=getattr(args, "download", False), split=split,
+                      valid_share=valid_share)
+
+
+def load_setup(checkpoint: Union[str, Path], *, preset: Optional[str] = None, dataset: Optional[str] = None,
+               model: Optional[str] = None, model_params: str = "", eps: Optional[float] = None,
+               data_dir: Optional[Union[str, Path]] = None, device: str = "cpu", dtype: str = "float32",
+               download: bool = False, split: str = "test", valid_share: Optional[float] = None) -> EvalSetup:
+    """Load model and data: dataset, model and ε from the arguments, else ``preset``, else ``config.yaml`` beside
+    the checkpoint; ``split`` "test", "train" or "valid" (needs ``valid_share``); ``download`` fetches a missing
+    dataset (MNIST, CIFAR-10; checksum-verified); ``device`` e.g. "cpu", "cuda" or "cuda:1"."""
     if torch.cuda.is_available():  # TF32 is not precise enough for verification
         torch.backends.cuda.matmul.allow_tf32 = False
         torch.backends.cudnn.allow_tf32 = False
-    config = _config(args)
-    dataset = _pick(args.dataset, config, "data.dataset", "dataset")
-    name = _pick(args.model, config, "model.name", "model")
-    eps = float(_pick(args.eps, config, "eps.value", "eps"))
+    if dtype not in DTYPES:
+        raise ValueError(f"--dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    config = _config(preset, str(checkpoint))
+    dataset = _pick(dataset, config, "data.dataset", "dataset")
+    name = _pick(model, config, "model.name", "model")
+    eps = float(_pick(eps, config, "eps.value", "eps"))
     if not (math.isfinite(eps) and 0 <= eps <= 1):
         raise ValueError(f"--eps must lie in [0, 1] (pixel scale), got {eps}")
-    options = dict(config.model.options) if config is not None and args.model is None else {}
-    options.update(parse_model_params(args.model_params))
+    options = dict(config.model.options) if config is not None and model is None else {}
+    options.update(parse_model_params(model_params))
     info = dataset_info(dataset)
-    device, dtype = torch.device(args.device), DTYPES[args.dtype]
+    torch_device, torch_dtype = torch.device(device), DTYPES[dtype]
     num_class = options.pop("num_class", info.num_class)
-    if args.model is not None and ":" in args.model:  # a model of one's own, named on the command line only
-        model = model_from_reference(args.model, info.in_ch, info.in_dim, num_class, options)
+    if model is not None and ":" in model:  # a model of one's own, named on the command line only
+        network = model_from_reference(model, info.in_ch, info.in_dim, num_class, options)
     else:
-        model = build_model(name, info.in_ch, info.in_dim, num_class, **options)
-    load_state_dict_strict(model, load_checkpoint(args.checkpoint)["state_dict"])
-    model = model.to(device=device, dtype=dtype).eval()
-    data = _load_split(dataset, split, args.data_dir, valid_share, getattr(args, "download", False))
+        network = build_model(name, info.in_ch, info.in_dim, num_class, **options)
+    load_state_dict_strict(network, load_checkpoint(checkpoint)["state_dict"])
+    network = network.to(device=torch_device, dtype=torch_dtype).eval()
+    data = _load_split(dataset, split, data_dir, valid_share, download)
     described = f"{name}({', '.join(f'{k}={v!r}' for k, v in sorted(options.items()))})"
-    return EvalSetup(model, info, data, eps, device, dtype, config, described)
+    return EvalSetup(network, info, data, eps, torch_device, torch_dtype, config, described)
 
 
 def model_from_reference(reference: str, in_ch: int, in_dim: int, num_class: int, options: Dict[str, Any]) -> nn.Module:

@@ -22,6 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from torchcert.bounds import Box
+from torchcert.bounds.layers import BoundGraph
 from torchcert.bounds.rounding import arithmetic, forward_error
 
 #: the bound-computation allowance counts this many forward passes' worth of rounding
@@ -38,11 +39,12 @@ def model_dtype(model: nn.Module) -> torch.dtype:
     return torch.get_default_dtype()
 
 
-def bound_copy(model: nn.Module, dtype: torch.dtype = torch.float64) -> nn.Module:
-    """The network in ``dtype`` for bounding: ``model`` itself when it already is, else an eval-mode copy."""
-    if model_dtype(model) == dtype:
-        return model
-    return copy.deepcopy(model).to(dtype).eval()
+def bound_copy(model: nn.Module, dtype: torch.dtype = torch.float64) -> BoundGraph:
+    """The network in ``dtype`` for bounding, traced once (a :class:`BoundGraph`): ``model`` itself when it
+    already is in ``dtype``, else an eval-mode copy."""
+    if model_dtype(model) != dtype:
+        model = copy.deepcopy(model).to(dtype).eval()
+    return model if isinstance(model, BoundGraph) else BoundGraph(model)
 
 
 def spec_values(logits: Tensor, C: Tensor) -> Tensor:

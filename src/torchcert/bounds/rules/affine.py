@@ -3,7 +3,7 @@ of ``x - mean``, ``x / std``, ``2 * x`` ... in a traced forward (``graph.Channel
 is BatchNorm's (``batchnorm.ScaleOp``); only where the constants come from differs."""
 from __future__ import annotations
 
-from typing import Tuple
+from typing import Any, Optional, Tuple
 
 import torch
 from torch import nn
@@ -12,15 +12,41 @@ from . import batchnorm
 
 
 class ChannelAffine(nn.Module):
-    """``x * scale + shift``; ``scale``/``shift`` scalars or per-channel (channel dimension 1)."""
+    """``x * scale + shift``; ``scale``/``shift`` scalars or per-channel (channel dimension 1).
 
-    def __init__(self, scale: torch.Tensor, shift: torch.Tensor) -> None:
+    Fixed constants are buffers. A constant read from a module's attribute in a traced forward (``x - self.mean``)
+    is a *live* source ``(root, target, kind)``: the tensor at dotted path ``target`` of ``root`` is read at each
+    call (so a buffer moved by ``.to()``, reloaded by ``load_state_dict`` or a parameter trained by an optimiser is
+    seen, with its gradient) and turned into ``(scale, shift)`` by ``kind``: ``add`` ``(1, c)``, ``sub`` ``(1, -c)``,
+    ``rsub`` ``(-1, c)``, ``mul`` ``(c, 0)``, ``div`` ``(1 / c, 0)``.
+    """
+
+    def __init__(self, scale: torch.Tensor, shift: torch.Tensor,
+                 source: Optional[Tuple[nn.Module, str, str]] = None) -> None:
         super().__init__()
-        self.register_buffer("scale", torch.as_tensor(scale, dtype=torch.float64))
-        self.register_buffer("shift", torch.as_tensor(shift, dtype=torch.float64))
+        self.register_buffer("fixed_scale", torch.as_tensor(scale, dtype=torch.float64))
+        self.register_buffer("fixed_shift", torch.as_tensor(shift, dtype=torch.float64))
+        self.source = source  # a tuple: its module is not registered as a submodule (no second owner)
+
+    def constants(self) -> Tuple[torch.Tensor, torch.Tensor]:
+        """``(scale, shift)`` now, float64."""
+        if self.source is None:
+            return self.fixed_scale, self.fixed_shift
+        root, target, kind = self.source
+        value: Any = root
+        for part in target.split("."):
+            value = getattr(value, part)
+        return self.by_kind(kind, value.to(torch.float64))
+
+    @staticmethod
+    def by_kind(kind: str, c: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """``(scale, shift)`` of ``x + c``, ``x - c``, ``c - x``, ``x * c``, ``x / c`` (kinds add, sub, rsub, mul, div)."""
+        one, zero = torch.ones_like(c), torch.zeros_like(c)
+        return {"add": (one, c), "sub": (one, -c), "rsub": (-one, c), "mul": (c, zero), "div": (1.0 / c, zero)}[kind]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.scale.to(x.dtype) + self.shift.to(x.dtype)  # as the traced forward broadcast them
+        scale, shift = self.constants()
+        return x * scale.to(x.dtype) + shift.to(x.dtype)  # as the traced forward broadcast them
 
 
 def per_channel(t: torch.Tensor, in_shape: Tuple[int, ...]) -> torch.Tensor:
@@ -40,7 +66,8 @@ def per_channel(t: torch.Tensor, in_shape: Tuple[int, ...]) -> torch.Tensor:
 
 
 def from_module(module: ChannelAffine, in_shape: Tuple[int, ...], dtype: torch.dtype) -> batchnorm.ScaleOp:
-    return batchnorm.ScaleOp(per_channel(module.scale, in_shape).to(dtype), per_channel(module.shift, in_shape).to(dtype))
+    scale, shift = module.constants()
+    return batchnorm.ScaleOp(per_channel(scale, in_shape).to(dtype), per_channel(shift, in_shape).to(dtype))
 
 
 output_shape = batchnorm.output_shape

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from ..box import Box
-from ._window import Arithmetic, Offset, channel_view, crop, magnitude
+from ._window import Arithmetic, Offset, channel_view, magnitude
 
 
 @dataclass(frozen=True)

@@ -5,8 +5,8 @@ largest lower bound: ``y_o >= x_j`` (any element is a lower line), and ``y_o <= 
 (``l_j >= u_i`` for every other element ``i``, so ``y_o = x_j``), else ``y_o <= max_i u_i`` (a constant). The
 back-substitution of a lower bound sends ``A+`` (and ``A-`` where ``x_j`` dominates) to ``x_j`` and adds
 ``A- max u`` elsewhere. Windows are read with ``unfold`` over the map padded with ``-inf`` (as max pooling pads)
-and coefficients written back with ``fold`` (overlapping windows add up). Branch and bound does not split max
-pooling: it refuses networks that have it.
+and coefficients written back with ``fold`` (overlapping windows add up). Branch and bound searches max pooling
+in its exact ReLU form (``bounds.relu_form``: ``max(a, b) = a + relu(b - a)``), without padding.
 """
 from __future__ import annotations
 
