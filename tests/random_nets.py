@@ -13,6 +13,7 @@ import random
 from typing import List, Sequence, Tuple
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 FAMILIES = ("dilation", "unread", "size1_stride2", "padding_only", "mixed", "no_relu")
@@ -168,3 +169,20 @@ def assert_rounding_bound(model64: nn.Module, model32: nn.Module, box, scale: fl
     with torch.no_grad():
         gap = (model32(points).double() - model64(points.double())).abs().view(2 * samples, box.lower.shape[0], -1)
     assert float(gap.max()) > 0 and bool((gap <= e).all()), float((gap - e).max())
+
+
+class Normalised(nn.Module):
+    """Constants in a traced forward: input normalisation ``(x - mean) / std`` with per-channel buffers, then
+    ``2 * x + 1`` and ``- 0.5`` (numbers)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.tensor([0.2, -0.1]).view(1, 2, 1, 1))
+        self.register_buffer("std", torch.tensor([0.5, 2.0]).view(2, 1, 1))
+        self.conv = nn.Conv2d(2, 3, 3)
+        self.fc = nn.Linear(3 * 2 * 2, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = (x - self.mean) / self.std
+        x = F.relu(self.conv(2 * x + 1))
+        return self.fc(torch.flatten(x, 1)) - 0.5

@@ -15,6 +15,8 @@ from torch import nn
 from torchcert.bounds import alpha_crown, crown, ibp, input_box, margin_matrix
 from torchcert.models import build_model
 
+from random_nets import Normalised
+
 #: the device under test; TORCHCERT_CUDA_TEST_DEVICE=cpu dry-runs these tests on a machine without a GPU
 DEVICE = os.environ.get("TORCHCERT_CUDA_TEST_DEVICE", "cuda")
 pytestmark = pytest.mark.skipif(DEVICE == "cuda" and not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -167,27 +169,11 @@ def test_max_pooling_bounds_on_cuda_equal_cpu():
         torch.testing.assert_close(gpu.cpu(), cpu, rtol=1e-9, atol=1e-9)
 
 
-class _Normalised(nn.Module):
-    """Constants in a traced forward: per-channel buffers and numbers (stand-ins that must follow the device)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.register_buffer("mean", torch.tensor([0.2, -0.1]).view(1, 2, 1, 1))
-        self.register_buffer("std", torch.tensor([0.5, 2.0]).view(2, 1, 1))
-        self.conv = nn.Conv2d(2, 3, 3)
-        self.fc = nn.Linear(3 * 2 * 2, 2)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = (x - self.mean) / self.std
-        x = torch.relu(self.conv(2 * x + 1))
-        return self.fc(torch.flatten(x, 1)) - 0.5
-
-
 def test_constants_of_a_traced_forward_follow_the_device():
     from torchcert.bounds import BoundGraph, Box
 
     torch.manual_seed(0)
-    model = _Normalised().double().eval()
+    model = Normalised().double().eval()
     x = torch.rand(2, 2, 4, 4, dtype=torch.float64)
     box, C = Box(x - 0.05, x + 0.05), torch.eye(2, dtype=torch.float64).expand(2, 2, 2)
     cpu = crown(model, box, C).lower

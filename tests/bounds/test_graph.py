@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nets import random_box, sample_points
-from random_nets import assert_rounding_bound
+from random_nets import Normalised, assert_rounding_bound
 from torchcert.bounds import Box, alpha_crown, crown, ibp
 from torchcert.bounds.graph import operations, sequential_leaves
 from torchcert.bounds.layers import has_rule
@@ -119,22 +119,6 @@ def test_unsupported_graphs_name_the_node():
 
     with pytest.raises(ValueError, match=r"view/reshape only to \(batch, -1\)"):
         ibp(Reshape(), box)
-
-
-class Normalised(nn.Module):
-    """Input normalisation inside the network: ``(x - mean) / std`` with per-channel buffers, then ``2 * x + 1``."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.register_buffer("mean", torch.tensor([0.2, -0.1]).view(1, 2, 1, 1))
-        self.register_buffer("std", torch.tensor([0.5, 2.0]).view(2, 1, 1))
-        self.conv = nn.Conv2d(2, 3, 3)
-        self.fc = nn.Linear(3 * 2 * 2, 2)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = (x - self.mean) / self.std
-        x = F.relu(self.conv(2 * x + 1))
-        return self.fc(torch.flatten(x, 1)) - 0.5
 
 
 def test_constant_affine_operations_are_bounded_soundly():
