@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
-from .rules.affine import ChannelAffine
+from .rules.affine import ChannelAffine, attribute
 from .rules.concat import Concat
 from .rules.merge import Merge
 from .rules.pad import ConstantPad
@@ -135,9 +135,14 @@ Operation = Tuple[str, nn.Module, Tuple[int, ...]]
 def operations(model: nn.Module, known: Callable[[nn.Module], bool]) -> List[Operation]:
     """The operations of ``model`` in topological order (module docstring). ``known(module)`` says whether the
     rule table has a rule for a module type (those are not traced into)."""
+    return network_operations(model, known)[1]
+
+
+def network_operations(model: nn.Module, known: Callable[[nn.Module], bool]) -> Tuple[bool, List[Operation]]:
+    """Whether ``model`` had to be traced (it is not a tree of ``nn.Sequential``), and its operations."""
     if is_sequential_tree(model, known):
-        return sequential_operations(model)
-    return traced_operations(model, known)
+        return False, sequential_operations(model)
+    return True, traced_operations(model, known)
 
 
 def sequential_operations(model: nn.Module) -> List[Operation]:
@@ -214,9 +219,7 @@ def _inplace(model: nn.Module, node: fx.Node) -> bool:
 
 def _attribute(model: nn.Module, target: str) -> torch.Tensor:
     """The tensor at dotted path ``target`` of ``model`` (a buffer or parameter)."""
-    value: Any = model
-    for part in target.split("."):
-        value = getattr(value, part)
+    value = attribute(model, target)
     if not isinstance(value, torch.Tensor):
         raise ValueError(f"bounds need {target} to be a tensor constant, got {type(value).__name__}")
     return value

@@ -16,7 +16,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import torch
 from torch import nn
 
-from .graph import Operation, is_chain, is_sequential_tree, sequential_operations, traced_operations
+from .graph import Operation, is_chain, network_operations, traced_operations
 from .rules import (affine, avgpool, batchnorm, concat, conv, conv_transpose, flatten, identity, linear, maxpool, merge,
                     pad, relu)
 
@@ -159,8 +159,7 @@ class BoundGraph(nn.Module):
         """The trace of ``net`` in its present state (traced now if this state is new)."""
         key = _state(self.net)
         if key not in self.traces:
-            traced = not is_sequential_tree(self.net, has_rule)
-            ops = traced_operations(self.net, has_rule) if traced else sequential_operations(self.net)
+            traced, ops = network_operations(self.net, has_rule)
             while len(self.traces) >= self.KEPT:
                 self.traces.pop(next(iter(self.traces)))
             self.traces[key] = _Trace(traced, tuple(ops), set())
@@ -180,8 +179,7 @@ def _operations(model: nn.Module) -> Tuple[bool, Sequence[Operation]]:
     if isinstance(model, BoundGraph):
         trace = model.current()
         return trace.traced, trace.operations
-    traced = not is_sequential_tree(model, has_rule)
-    return traced, traced_operations(model, has_rule) if traced else sequential_operations(model)
+    return network_operations(model, has_rule)
 
 
 def _structure(ops: Sequence[Operation]) -> list:
@@ -209,10 +207,11 @@ def _check_once(model: nn.Module, layers: Sequence[Layer], in_shape: Tuple[int, 
     net = model.net
     if any(m.training for m in net.modules()):  # the check compares eval-mode outputs: trace an eval-mode copy
         net = copy.deepcopy(net).eval()
-        if _structure(traced_operations(net, has_rule)) != _structure(trace.operations):
+        eval_ops = traced_operations(net, has_rule)
+        if _structure(eval_ops) != _structure(trace.operations):
             raise ValueError(f"{type(net).__name__}.forward traces to different operations in training and in eval "
                              "mode (it branches on self.training): bounds refuse it in training mode")
-        layers = build_layers(net, in_shape, dtype)
+        layers = _layers(eval_ops, in_shape, dtype)
     check_traced(net, layers, in_shape, dtype)
     trace.checked.add((in_shape, dtype))
 
@@ -225,6 +224,15 @@ def build_layers(model: nn.Module, in_shape: Tuple[int, ...], dtype: torch.dtype
     them); in a graph with residual connections it stays a layer (the conv's output may have other readers).
     Identities are dropped."""
     traced, ops = _operations(model)
+    layers = _layers(ops, in_shape, dtype, bn_stats, fold_bn)
+    if traced:
+        _check_once(model, layers, tuple(in_shape), dtype)
+    return layers
+
+
+def _layers(ops: Sequence[Operation], in_shape: Tuple[int, ...], dtype: torch.dtype,
+            bn_stats: Optional[dict] = None, fold_bn: bool = True) -> List[Layer]:
+    """The layers of traced ``ops`` (see :func:`build_layers`)."""
     linear_chain = is_chain([inputs for _, _, inputs in ops])  # then every layer reads "the previous one": ()
     layers: List[Layer] = []
     where: dict = {-1: -1}  # operation index -> layer index (identities and folds map to what they pass on)
@@ -255,8 +263,6 @@ def build_layers(model: nn.Module, in_shape: Tuple[int, ...], dtype: torch.dtype
         where[k] = len(layers) - 1
     if not linear_chain and is_chain([layer.inputs for layer in layers]):  # e.g. x + 0 folded away
         layers = [dataclasses.replace(layer, inputs=()) for layer in layers]
-    if traced:
-        _check_once(model, layers, tuple(in_shape), dtype)
     return layers
 
 

@@ -11,6 +11,14 @@ from torch import nn
 from . import batchnorm
 
 
+def attribute(root: Any, target: str) -> Any:
+    """The value at dotted path ``target`` of ``root`` (``"block.mean"``)."""
+    value = root
+    for part in target.split("."):
+        value = getattr(value, part)
+    return value
+
+
 class ChannelAffine(nn.Module):
     """``x * scale + shift``; ``scale``/``shift`` scalars or per-channel (channel dimension 1).
 
@@ -33,10 +41,7 @@ class ChannelAffine(nn.Module):
         if self.source is None:
             return self.fixed_scale, self.fixed_shift
         root, target, kind = self.source
-        value: Any = root
-        for part in target.split("."):
-            value = getattr(value, part)
-        return self.by_kind(kind, value.to(torch.float64))
+        return self.by_kind(kind, attribute(root, target).to(torch.float64))
 
     @staticmethod
     def by_kind(kind: str, c: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
