@@ -49,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
     world = init_world(launch, resolve_device(args.device or config.run.device).type)
     try:
         result = train(config, args.out, world=world, **options)
+        dist.barrier()  # every rank done with its collectives before any tears its connections down
     finally:
         dist.destroy_process_group()
     if world.main:
